@@ -1,0 +1,127 @@
+"""API conventions: cursor pagination, the one error shape, and JSON errors for every /api/ path.
+
+Error shape: ``{"error": {"code": "...", "message": "...", "details": {...}}}``. DRF errors go
+through ``api_exception_handler``; Django's own 404/500 and exceptions that escape a view under
+``/api/`` are turned into the same shape, so an API client never sees an HTML error page.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
+from django.utils.deprecation import MiddlewareMixin
+from rest_framework import exceptions, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.views import exception_handler
+
+from tenants.http import error_body, error_response
+
+logger = logging.getLogger(__name__)
+
+_CODE_BY_TYPE = {
+    exceptions.ParseError: "malformed_request",
+    exceptions.ValidationError: "invalid",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "rate_limited",
+}
+
+
+class ApiCursorPagination(CursorPagination):
+    """Cursor pagination on ``-id``: stable under inserts, O(1) per page at any depth."""
+
+    ordering = "-id"
+    page_size = settings.API_PAGE_SIZE
+    page_size_query_param = "limit"
+    max_page_size = settings.API_MAX_PAGE_SIZE
+
+    def get_page_size(self, request):
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is not None and (not raw.isdigit() or int(raw) < 1):
+            raise exceptions.ValidationError(
+                {"limit": [f"Must be an integer from 1 to {self.max_page_size}."]}
+            )
+        return super().get_page_size(request)
+
+
+def _error_code(exc: exceptions.APIException) -> str:
+    for error_type, code in _CODE_BY_TYPE.items():
+        if type(exc) is error_type:
+            return code
+    return getattr(exc, "default_code", "error")
+
+
+def api_exception_handler(exc, context):
+    """Render every error in the one shape; unexpected errors become a logged 500 JSON answer."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, PermissionDenied):
+        exc = exceptions.PermissionDenied()
+    elif isinstance(exc, ValidationError):
+        exc = exceptions.ValidationError(
+            detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        )
+
+    response = exception_handler(exc, context)
+    if response is None:
+        logger.exception("Unhandled error in API view", exc_info=exc)
+        return error_response(
+            500, "internal_error", "An unexpected error occurred. It has been logged."
+        )
+
+    if isinstance(exc, exceptions.ValidationError):
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        message = (
+            "The request has invalid fields."
+            if isinstance(exc.detail, dict)
+            else str(exc.detail[0])
+        )
+    else:
+        details = getattr(exc, "details", None) or {}
+        message = str(exc.detail)
+    response.data = error_body(_error_code(exc), message, details)
+    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
+        response["Retry-After"] = str(int(exc.wait) + 1)
+    return response
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+class ApiErrorMiddleware(MiddlewareMixin):
+    """Turns any exception escaping a view under /api/ into a 500 JSON answer, even with DEBUG on."""
+
+    def process_exception(self, request, exception):
+        if not _is_api(request) or isinstance(exception, Http404 | PermissionDenied):
+            return None
+        logger.exception("Unhandled error under /api/", exc_info=exception)
+        return error_response(
+            500, "internal_error", "An unexpected error occurred. It has been logged."
+        )
+
+
+def handler404(request, exception=None):
+    if _is_api(request):
+        return error_response(status.HTTP_404_NOT_FOUND, "not_found", "No such endpoint or object.")
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception)
+
+
+def handler500(request):
+    if _is_api(request):
+        return error_response(
+            500, "internal_error", "An unexpected error occurred. It has been logged."
+        )
+    from django.views.defaults import server_error
+
+    return server_error(request)

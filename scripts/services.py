@@ -1,0 +1,180 @@
+"""Throwaway PostgreSQL and Redis servers for tests and benchmarks.
+
+``python -m scripts.services run -- CMD...`` starts what ``DATABASE_URL`` / ``REDIS_URL`` do not
+already point at, on spare ports in a temporary folder, runs CMD with those variables set, and
+stops and deletes the servers afterwards. With ``REQUIRE_SERVICES=1`` a service that cannot be
+started is an error; otherwise CMD runs without it and the tests that need it are skipped.
+
+The start functions are also imported by test fixtures that need a server of their own to break
+(stop the process, close the port) without touching the machine's shared services.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+
+class ServiceUnavailable(RuntimeError):
+    """The binaries for a throwaway server are not on this machine, or it failed to start."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise ServiceUnavailable(f"nothing answered on port {port} within {timeout:.0f}s")
+
+
+def postgres_bindir() -> Path:
+    """The folder of initdb/pg_ctl: PG_BINDIR, then the newest /usr/lib/postgresql/*/bin, then PATH."""
+    candidates = [os.environ.get("PG_BINDIR", "")]
+    candidates += sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True)
+    initdb = shutil.which("initdb")
+    candidates.append(str(Path(initdb).parent) if initdb else "")
+    for folder in filter(None, candidates):
+        if (Path(folder) / "initdb").exists():
+            return Path(folder)
+    raise ServiceUnavailable("PostgreSQL server binaries (initdb) not found; set PG_BINDIR")
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root; run its binaries as the 'postgres' user then."""
+    if os.geteuid() == 0:
+        return ["runuser", "-u", "postgres", "--", *argv]
+    return argv
+
+
+@contextmanager
+def postgres_server(extra_conf: dict[str, str] | None = None) -> Iterator[str]:
+    """A new PostgreSQL cluster on a spare port; yields its URL (superuser 'postgres', trust auth)."""
+    bindir = postgres_bindir()
+    workdir = Path(tempfile.mkdtemp(prefix="ils-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres", "postgres")
+    data, port = workdir / "data", free_port()
+    try:
+        subprocess.run(
+            _as_postgres_user(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(data),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "--no-sync",
+                    "-E",
+                    "UTF8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        conf = {
+            "listen_addresses": "'127.0.0.1'",
+            "port": str(port),
+            "unix_socket_directories": f"'{workdir}'",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "max_connections": "200",
+        }
+        conf.update(extra_conf or {})
+        with (data / "postgresql.conf").open("a") as handle:
+            handle.writelines(f"{key} = {value}\n" for key, value in conf.items())
+        subprocess.run(
+            _as_postgres_user(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(workdir / "server.log"),
+                    "-w",
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgres://postgres@127.0.0.1:{port}/postgres"
+    except subprocess.CalledProcessError as error:
+        raise ServiceUnavailable(
+            f"PostgreSQL failed to start: {error.stderr.decode()[-500:]}"
+        ) from error
+    finally:
+        subprocess.run(
+            _as_postgres_user([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+        )
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    """A new redis-server on a spare port with nothing on disk; yields its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServiceUnavailable("redis-server not found on PATH")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def run(command: list[str]) -> int:
+    required = os.environ.get("REQUIRE_SERVICES") == "1"
+    env = dict(os.environ)
+    with ExitStack() as stack:
+        for variable, server in (("DATABASE_URL", postgres_server), ("REDIS_URL", redis_server)):
+            if env.get(variable):
+                continue
+            try:
+                env[variable] = stack.enter_context(server())
+                print(f"[services] {variable}={env[variable]} (throwaway)", file=sys.stderr)
+            except ServiceUnavailable as error:
+                if required:
+                    print(f"[services] REQUIRE_SERVICES=1 and {variable}: {error}", file=sys.stderr)
+                    return 2
+                print(f"[services] running without {variable}: {error}", file=sys.stderr)
+        return subprocess.call(command, env=env)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 3 or argv[0] != "run" or argv[1] != "--":
+        print("usage: python -m scripts.services run -- COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    return run(argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,120 @@
+"""Errors of the tenants app.
+
+Every error that can reach an API client subclasses ``TenantsError``, a DRF ``APIException``
+carrying a stable machine ``code``, an HTTP status and optional ``details``; the project's exception
+handler (``config/api.py``) turns any such error into the one error shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status
+from rest_framework.exceptions import APIException
+
+
+class TenantsError(APIException):
+    """Root error of the tenants app."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "tenants_error"
+    default_detail = "The request could not be served."
+
+    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None):
+        super().__init__(detail=message or self.default_detail, code=self.default_code)
+        self.details = details or {}
+
+
+class TenantScopeMissing(TenantsError, RuntimeError):
+    """A tenant-scoped query or write ran outside any tenant scope. Always a programming error."""
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    default_code = "tenant_scope_missing"
+    default_detail = (
+        "A tenant-scoped model was used outside a tenant scope. Wrap the code in "
+        "tenant_scope(tenant), or use the model's all_tenants manager in ops code."
+    )
+
+
+class CrossTenantReference(TenantsError, ValueError):
+    """A row would point at, or be written under, another tenant's row."""
+
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    default_code = "cross_tenant_reference"
+    default_detail = "A tenant-scoped row cannot reference another tenant's data."
+
+
+class InvalidApiKey(TenantsError):
+    status_code = status.HTTP_401_UNAUTHORIZED
+    default_code = "invalid_api_key"
+    default_detail = "The API key is malformed or unknown."
+
+
+class ApiKeyRevoked(InvalidApiKey):
+    default_code = "api_key_revoked"
+    default_detail = "The API key has been revoked."
+
+
+class ApiKeyExpired(InvalidApiKey):
+    default_code = "api_key_expired"
+    default_detail = "The API key has expired."
+
+
+class TenantNotFound(TenantsError):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "tenant_not_found"
+    default_detail = "No tenant has that slug."
+
+
+class TenantRequired(TenantsError):
+    default_code = "tenant_required"
+    default_detail = (
+        "Name the tenant: use an API key, the tenant's subdomain or the X-Tenant header."
+    )
+
+
+class TenantAccessDenied(TenantsError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "tenant_access_denied"
+    default_detail = "You are not a member of this tenant."
+
+
+class TenantMismatch(TenantsError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "tenant_mismatch"
+    default_detail = "The API key belongs to another tenant than the one named by the request."
+
+
+class TenantSuspended(TenantsError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "tenant_suspended"
+    default_detail = "This tenant is suspended. Contact support to reactivate it."
+
+
+class TenantClosed(TenantsError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "tenant_closed"
+    default_detail = "This tenant is closed."
+
+
+class QuotaExceeded(TenantsError):
+    status_code = status.HTTP_403_FORBIDDEN
+    default_code = "quota_exceeded"
+    default_detail = "The tenant's plan does not allow more of this resource."
+
+
+class LastOwner(TenantsError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "last_owner"
+    default_detail = "A tenant must keep at least one owner."
+
+
+class AlreadyMember(TenantsError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "already_member"
+    default_detail = "That user is already a member of this tenant."
+
+
+class UserNotFound(TenantsError):
+    default_code = "user_not_found"
+    default_detail = "No user has that email address. The user must sign up first."

@@ -1,0 +1,198 @@
+"""Plans, tenants, memberships and API keys.
+
+``Tenant`` and ``Plan`` are global tables (the tenant is the root every other row hangs from);
+``Membership`` and ``ApiKey`` are tenant-owned and subclass ``TenantScopedModel``.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from tenants.scoping import TenantScopedModel
+
+#: The limits a plan sets and a tenant may override. ``None`` means unlimited.
+LIMIT_FIELDS = (
+    "requests_per_minute",
+    "max_members",
+    "max_api_keys",
+    "storage_bytes",
+    "max_file_bytes",
+    "jobs_per_day",
+    "api_calls_per_month",
+)
+
+RESERVED_SLUGS = frozenset(
+    {"www", "api", "admin", "static", "media", "health", "metrics", "app", "mail", "status"}
+)
+
+slug_validator = RegexValidator(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+    "Use 1-63 lowercase letters, digits and hyphens, not starting or ending with a hyphen.",
+)
+
+
+def validate_slug_not_reserved(value: str) -> None:
+    if value in RESERVED_SLUGS:
+        raise ValidationError(f"'{value}' is reserved.")
+
+
+def _limit_field(help_text: str) -> models.PositiveBigIntegerField:
+    return models.PositiveBigIntegerField(
+        null=True, blank=True, help_text=f"{help_text} Empty: unlimited."
+    )
+
+
+class Plan(models.Model):
+    code = models.SlugField(max_length=32, unique=True)
+    name = models.CharField(max_length=100)
+    requests_per_minute = _limit_field("API requests per minute.")
+    max_members = _limit_field("Members of the tenant.")
+    max_api_keys = _limit_field("Active API keys.")
+    storage_bytes = _limit_field("Stored file bytes.")
+    max_file_bytes = _limit_field("Bytes of a single file.")
+    jobs_per_day = _limit_field("Background jobs per day.")
+    api_calls_per_month = _limit_field("API calls per calendar month.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def limits(self) -> dict[str, int | None]:
+        return {name: getattr(self, name) for name in LIMIT_FIELDS}
+
+
+def validate_limit_overrides(value: object) -> None:
+    """Overrides are ``{limit_name: non-negative int or null}`` with known limit names only."""
+    if not isinstance(value, dict):
+        raise ValidationError("Limit overrides must be an object.")
+    unknown = sorted(set(value) - set(LIMIT_FIELDS))
+    if unknown:
+        raise ValidationError(f"Unknown limits: {', '.join(unknown)}.")
+    for name, limit in value.items():
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
+        ):
+            raise ValidationError(f"{name} must be a non-negative integer or null.")
+
+
+class Tenant(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        SUSPENDED = "suspended", "Suspended"
+        CLOSED = "closed", "Closed"
+
+    slug = models.CharField(
+        max_length=63,
+        unique=True,
+        validators=[slug_validator, validate_slug_not_reserved],
+        help_text="Subdomain and X-Tenant name. Cannot change after creation.",
+    )
+    name = models.CharField(max_length=200)
+    plan = models.ForeignKey(Plan, on_delete=models.PROTECT, related_name="tenants")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    limit_overrides = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_limit_overrides],
+        help_text='Per-tenant limits that replace the plan\'s, e.g. {"max_members": 50}.',
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["plan", "status"])]
+
+    def __str__(self) -> str:
+        return self.slug
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == self.Status.ACTIVE
+
+    def limits(self) -> dict[str, int | None]:
+        """The plan's limits with this tenant's overrides applied."""
+        return {**self.plan.limits(), **self.limit_overrides}
+
+
+class Membership(TenantScopedModel):
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        ADMIN = "admin", "Admin"
+        MEMBER = "member", "Member"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tenant_memberships"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta(TenantScopedModel.Meta):
+        ordering = ["id"]
+        constraints = [
+            *TenantScopedModel.Meta.constraints,
+            models.UniqueConstraint(
+                fields=["tenant", "user"], name="tenants_membership_tenant_user_uniq"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.tenant_id} ({self.role})"
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role in (self.Role.OWNER, self.Role.ADMIN)
+
+
+class ApiKey(TenantScopedModel):
+    """An API key. The secret is stored only as a SHA-256 hash and shown once, at creation."""
+
+    class Scope(models.TextChoices):
+        READ = "read", "Read"
+        WRITE = "write", "Write"
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=16, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)
+    scopes = models.JSONField(default=list)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta(TenantScopedModel.Meta):
+        ordering = ["id"]
+        verbose_name = "API key"
+        constraints = [
+            *TenantScopedModel.Meta.constraints,
+            models.UniqueConstraint(
+                fields=["tenant", "prefix"], name="tenants_apikey_tenant_prefix_uniq"
+            ),
+        ]
+        # Looked up by prefix before the tenant is known, so this one index cannot lead with
+        # tenant_id; prefixes are random, and a lookup compares the hash of every match.
+        indexes = [models.Index(fields=["prefix"], name="tenants_apikey_prefix_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at is not None and self.expires_at <= (now or timezone.now())
+
+    def has_scope(self, scope: str) -> bool:
+        return scope in self.scopes

@@ -1,0 +1,13 @@
+from django.urls import path
+from rest_framework.routers import SimpleRouter
+
+from tenants.api import ApiKeyViewSet, MemberViewSet, TenantView
+
+router = SimpleRouter()
+router.register("members", MemberViewSet, basename="member")
+router.register("api-keys", ApiKeyViewSet, basename="api-key")
+
+urlpatterns = [
+    path("tenant/", TenantView.as_view(), name="tenant"),
+    *router.urls,
+]

@@ -1,0 +1,59 @@
+"""Test harness: real PostgreSQL and Redis (started by ``scripts/services.py`` under ``make test``).
+
+With ``REQUIRE_SERVICES=1`` (CI) the run fails at once unless the database is PostgreSQL and the
+cache is Redis; otherwise tests marked ``postgres`` or ``redis`` are skipped when theirs is missing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from rest_framework.test import APIClient
+
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
+
+
+def _on_postgres() -> bool:
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def _on_redis() -> bool:
+    return settings.CACHES["default"]["BACKEND"].startswith("django_redis")
+
+
+def pytest_sessionstart(session):
+    if REQUIRE_SERVICES and not (_on_postgres() and _on_redis()):
+        pytest.exit(
+            "REQUIRE_SERVICES=1 but the tests are not on PostgreSQL and Redis "
+            f"(DATABASE_URL set: {bool(os.environ.get('DATABASE_URL'))}, "
+            f"REDIS_URL set: {bool(os.environ.get('REDIS_URL'))}). Run them with `make test`.",
+            returncode=3,
+        )
+
+
+def pytest_runtest_setup(item):
+    for marker, available in (("postgres", _on_postgres), ("redis", _on_redis)):
+        if item.get_closest_marker(marker) and not available():
+            pytest.skip(f"needs {marker}; run with `make test`")
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    """Cached resolutions must not outlive the rows of the test that made them."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def db_vendor() -> str:
+    return connection.vendor
