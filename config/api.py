@@ -13,6 +13,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404
 from django.utils.deprecation import MiddlewareMixin
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.views import exception_handler
@@ -109,12 +110,25 @@ class ApiErrorMiddleware(MiddlewareMixin):
         )
 
 
+def handler400(request, exception=None):
+    """Django's own 400s (a disallowed Host header, a suspicious request) under /api/ are JSON too."""
+    if _is_api(request):
+        return error_response(
+            status.HTTP_400_BAD_REQUEST, "bad_request", "The request was rejected."
+        )
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request, exception=None):
+    if _is_api(request):
+        return error_response(status.HTTP_403_FORBIDDEN, "permission_denied", "Access denied.")
+    return defaults.permission_denied(request, exception)
+
+
 def handler404(request, exception=None):
     if _is_api(request):
         return error_response(status.HTTP_404_NOT_FOUND, "not_found", "No such endpoint or object.")
-    from django.views.defaults import page_not_found
-
-    return page_not_found(request, exception)
+    return defaults.page_not_found(request, exception)
 
 
 def handler500(request):
@@ -122,6 +136,4 @@ def handler500(request):
         return error_response(
             500, "internal_error", "An unexpected error occurred. It has been logged."
         )
-    from django.views.defaults import server_error
-
-    return server_error(request)
+    return defaults.server_error(request)

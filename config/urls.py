@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 
 from config import health
 
+handler400 = "config.api.handler400"
+handler403 = "config.api.handler403"
 handler404 = "config.api.handler404"
 handler500 = "config.api.handler500"
 

@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from tenants import exceptions, resolution
 from tenants.context import tenant_scope, unscoped
 from tenants.http import error_response
-from tenants.models import Tenant
+from tenants.models import RESERVED_SLUGS, Tenant
 
 TENANT_HEADER = "HTTP_X_TENANT"
 _KEY_ERRORS = {
@@ -41,7 +41,8 @@ def _subdomain_slug(request: HttpRequest) -> str | None:
     if not base or not host.endswith(f".{base}"):
         return None
     label = host[: -len(base) - 1]
-    return label if label and "." not in label else None
+    # Reserved labels (www, api, admin, ...) are the platform's own hosts, never a tenant's.
+    return label if label and "." not in label and label not in RESERVED_SLUGS else None
 
 
 def _check_status(tenant: Tenant) -> None:

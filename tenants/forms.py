@@ -1,0 +1,128 @@
+"""Admin forms of the tenants app.
+
+``tenant`` is ``editable=False`` on ``TenantScopedModel`` (no API or form may move a row to another
+tenant), so the admin forms of tenant-owned rows declare it themselves: chosen on add, read-only
+after. Model validation of those rows runs inside the chosen tenant's scope, because Django's
+unique and constraint checks query ``_default_manager``, which is the scoped manager.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin
+from django.contrib.admin.widgets import AutocompleteSelect
+from django.utils import timezone
+
+from tenants.context import tenant_scope
+from tenants.models import ApiKey, Membership, Tenant
+
+
+class TenantAdminForm(forms.ModelForm):
+    class Meta:
+        model = Tenant
+        fields = ("slug", "name", "plan", "status", "limit_overrides")
+
+    def clean_limit_overrides(self) -> dict:
+        # An emptied field means "no overrides", not SQL NULL.
+        return self.cleaned_data.get("limit_overrides") or {}
+
+
+class TenantOwnedAdminForm(forms.ModelForm):
+    """Base admin form of a tenant-owned row; subclasses set ``Meta.model``.
+
+    Invariant: the row's tenant is set from the declared ``tenant`` field on add and from the
+    instance on change, and model validation (uniqueness included) runs in that tenant's scope,
+    so it can only compare the row with rows of the same tenant.
+    """
+
+    tenant = forms.ModelChoiceField(queryset=Tenant.objects.all())
+
+    class Meta:
+        # The admin merges this into its own ``exclude``; without it, listing the declared
+        # ``tenant`` in the admin's fields makes Django reject the non-editable model field.
+        exclude = ("tenant",)  # noqa: DJ006
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if "tenant" in self.fields:  # a search box: a select of 100,000 tenants would not do
+            model_field = self._meta.model._meta.get_field("tenant")
+            self.fields["tenant"] = forms.ModelChoiceField(
+                queryset=Tenant.objects.all(), widget=AutocompleteSelect(model_field, admin.site)
+            )
+
+    def chosen_tenant(self) -> Tenant | None:
+        if "tenant" in self.fields:
+            return self.cleaned_data.get("tenant")
+        return self.instance.tenant if self.instance.tenant_id else None
+
+    def _get_validation_exclusions(self) -> set[str]:
+        return super()._get_validation_exclusions() - {"tenant"}
+
+    def _post_clean(self) -> None:
+        tenant = self.chosen_tenant()
+        if tenant is None:
+            return  # the field already carries its "required" error
+        self.instance.tenant = tenant
+        with tenant_scope(tenant):
+            super()._post_clean()
+
+
+def _check_quota(tenant: Tenant, limit_name: str, used: int) -> None:
+    limit = tenant.limits()[limit_name]
+    if limit is not None and used >= limit:
+        raise forms.ValidationError(
+            f"Tenant {tenant.slug} is at its limit of {limit} ({limit_name}). "
+            "Raise it in the tenant's limit overrides first."
+        )
+
+
+class MembershipAdminForm(TenantOwnedAdminForm):
+    """A membership. Keeps the tenant's member quota on add and at least one owner on change."""
+
+    class Meta(TenantOwnedAdminForm.Meta):
+        model = Membership
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        tenant = self.chosen_tenant()
+        if tenant is None:
+            return cleaned
+        members = Membership.all_tenants.filter(tenant=tenant)
+        if self.instance.pk is None:
+            _check_quota(tenant, "max_members", members.count())
+        elif (
+            self.initial.get("role") == Membership.Role.OWNER
+            and cleaned.get("role") != Membership.Role.OWNER
+            and not members.filter(role=Membership.Role.OWNER).exclude(pk=self.instance.pk).exists()
+        ):
+            raise forms.ValidationError("A tenant must keep at least one owner.")
+        return cleaned
+
+
+class ApiKeyAdminForm(TenantOwnedAdminForm):
+    """An API key's admin form: filled in on add (``services.api_key_create`` makes the key), all
+    read-only on change."""
+
+    scopes = forms.MultipleChoiceField(
+        choices=ApiKey.Scope.choices,
+        initial=[ApiKey.Scope.READ, ApiKey.Scope.WRITE],
+        widget=forms.CheckboxSelectMultiple,
+    )
+
+    class Meta(TenantOwnedAdminForm.Meta):
+        model = ApiKey
+        fields = ("name", "scopes", "expires_at")
+
+    def clean_expires_at(self):
+        expires_at = self.cleaned_data.get("expires_at")
+        if expires_at is not None and expires_at <= timezone.now():
+            raise forms.ValidationError("The expiry must be in the future.")
+        return expires_at
+
+    def clean(self) -> dict:
+        cleaned = super().clean()
+        tenant = self.chosen_tenant()
+        if tenant is not None and self.instance.pk is None:
+            active = ApiKey.all_tenants.filter(tenant=tenant, revoked_at__isnull=True).count()
+            _check_quota(tenant, "max_api_keys", active)
+        return cleaned
