@@ -63,6 +63,8 @@ def resolve_request(request: HttpRequest) -> None:
         if found.error:
             raise _KEY_ERRORS[found.error]()
         tenant = resolution.get_tenant(found.api_key.tenant_id)
+        if tenant is None:  # deleted since the key was cached
+            raise exceptions.InvalidApiKey()
         if named_slug and named_slug != tenant.slug:
             raise exceptions.TenantMismatch()
         _check_status(tenant)

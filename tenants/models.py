@@ -114,6 +114,25 @@ class Tenant(models.Model):
     def __str__(self) -> str:
         return self.slug
 
+    def save(self, *args, **kwargs) -> None:
+        """The slug names the tenant's subdomain and cached resolutions: it never changes."""
+        saved_slug = getattr(self, "_saved_slug", None)
+        if saved_slug is not None and self.slug != saved_slug:
+            raise ValidationError({"slug": "A tenant's slug cannot change after creation."})
+        super().save(*args, **kwargs)
+        self._saved_slug = self.slug
+
+    def clean(self) -> None:
+        # Field validators skip "empty" values, and [] is one: check the type here.
+        if not isinstance(self.limit_overrides, dict):
+            raise ValidationError({"limit_overrides": "Limit overrides must be an object."})
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        instance = super().from_db(db, field_names, values)
+        instance._saved_slug = instance.__dict__.get("slug")
+        return instance
+
     @property
     def is_active(self) -> bool:
         return self.status == self.Status.ACTIVE

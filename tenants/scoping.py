@@ -18,7 +18,23 @@ from tenants.context import current_tenant, require_tenant
 from tenants.exceptions import CrossTenantReference
 
 
-class TenantScopedManager(models.Manager):
+class TenantScopedQuerySet(models.QuerySet):
+    def bulk_create(self, objs, *args, **kwargs):
+        """Bulk inserts skip ``save()``, so bind and check each row's tenant here instead."""
+        tenant = require_tenant()
+        objs = list(objs)
+        for obj in objs:
+            if obj.tenant_id is None:
+                obj.tenant = tenant
+            elif obj.tenant_id != tenant.pk:
+                raise CrossTenantReference(
+                    f"Cannot bulk-create a {type(obj).__name__} of tenant {obj.tenant_id} "
+                    f"inside the scope of tenant {tenant.pk}."
+                )
+        return super().bulk_create(objs, *args, **kwargs)
+
+
+class TenantScopedManager(models.Manager.from_queryset(TenantScopedQuerySet)):
     """Filters every query to the current tenant; raises outside a tenant scope.
 
     The filter is bound when the queryset is created (``Model.objects.filter(...)``), so build

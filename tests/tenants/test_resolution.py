@@ -164,6 +164,21 @@ def test_revoking_a_key_takes_effect_on_the_next_request(acme, django_capture_on
     assert response["WWW-Authenticate"] == 'Bearer realm="api"'
 
 
+def test_a_cached_key_of_a_deleted_tenant_is_refused_not_a_500(acme):
+    """The key's cache entry may outlive its tenant's (they expire apart): answer 401."""
+    tenant, api_key, secret = acme
+    client = key_client(secret)
+    assert client.get(TENANT_URL).status_code == 200
+    tenant_id = tenant.pk
+    tenant.delete()  # in the test transaction: the on-commit cache drops do not run
+    cache.delete(resolution.tenant_cache_key(tenant_id))
+    assert cache.get(resolution.api_key_cache_key(api_key.prefix))  # the key is still cached
+
+    response = client.get(TENANT_URL)
+    assert response.status_code == 401
+    assert _code(response) == "invalid_api_key"
+
+
 def test_suspending_a_tenant_takes_effect_on_the_next_request(
     acme, django_capture_on_commit_callbacks
 ):

@@ -199,3 +199,18 @@ def test_indexes_lead_with_the_tenant(model):
         if (model, index.name) in exceptions:
             continue
         assert index.fields[0] in ("tenant", "tenant_id"), (model, index.name)
+
+
+def test_bulk_create_binds_rows_to_the_scope_and_refuses_another_tenant(two_tenants):
+    tenant_a, tenant_b, _, _ = two_tenants
+    users = [UserFactory() for _ in range(3)]
+    with tenant_scope(tenant_a):
+        created = Membership.objects.bulk_create([Membership(user=users[0])])
+        assert created[0].tenant_id == tenant_a.pk
+        with pytest.raises(CrossTenantReference):
+            Membership.objects.bulk_create(
+                [Membership(user=users[1]), Membership(user=users[2], tenant=tenant_b)]
+            )
+    assert not Membership.all_tenants.filter(user__in=users[1:]).exists()
+    with pytest.raises(TenantScopeMissing):
+        Membership.objects.bulk_create([Membership(user=users[1], tenant=tenant_a)])
