@@ -18,7 +18,7 @@ from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.views import exception_handler
 
-from tenants.http import error_body, error_response
+from tenants.http import database_error_response, error_body, error_response
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +72,8 @@ def api_exception_handler(exc, context):
         )
 
     response = exception_handler(exc, context)
+    if response is None and (unavailable := database_error_response(exc)):
+        return unavailable
     if response is None:
         logger.exception("Unhandled error in API view", exc_info=exc)
         return error_response(
@@ -104,6 +106,8 @@ class ApiErrorMiddleware(MiddlewareMixin):
     def process_exception(self, request, exception):
         if not _is_api(request) or isinstance(exception, Http404 | PermissionDenied):
             return None
+        if unavailable := database_error_response(exception):
+            return unavailable
         logger.exception("Unhandled error under /api/", exc_info=exception)
         return error_response(
             500, "internal_error", "An unexpected error occurred. It has been logged."

@@ -11,6 +11,8 @@ from pathlib import Path
 import environ
 from django.core.management.utils import get_random_secret_key
 
+from config import database
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -50,6 +52,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "config",
     "tenants",
 ]
 
@@ -85,24 +88,21 @@ TEMPLATES = [
     },
 ]
 
-# --- Database -------------------------------------------------------------------------------
-DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-}
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-    # WAL lets the embedded server read while it writes; IMMEDIATE avoids "database is locked"
-    # on lock upgrades when two requests write at once.
-    DATABASES["default"]["OPTIONS"] = {
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-        "transaction_mode": "IMMEDIATE",
-        "timeout": 20,
-    }
-else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# --- Database (pool sizing arithmetic: docs/CONFIGURATION.md) ---------------------------------
+_database = database.build(env, sqlite_default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
+DATABASES = _database.databases
+DATABASE_CONFIG_ERRORS = _database.errors  # reported by the system check config.E001
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Read replicas ----------------------------------------------------------------------------
+READ_REPLICA_ALIASES = _database.replica_aliases
+REPLICA_PIN_SECONDS = env.float("REPLICA_PIN_SECONDS", default=5.0)
+REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=10.0)
+REPLICA_COOLDOWN_SECONDS = env.float("REPLICA_COOLDOWN_SECONDS", default=30.0)
+REPLICA_HEALTH_INTERVAL_SECONDS = env.float("REPLICA_HEALTH_INTERVAL_SECONDS", default=2.0)
+
 # --- Cache ----------------------------------------------------------------------------------
+ENABLE_CACHING = env.bool("ENABLE_CACHING", default=True)
 REDIS_URL = env("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
-from django.http import HttpRequest
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
 
 from tenants import exceptions, resolution
 from tenants.context import tenant_scope, unscoped
-from tenants.http import error_response
+from tenants.http import database_error_response, error_response
 from tenants.models import RESERVED_SLUGS, Tenant
 
 TENANT_HEADER = "HTTP_X_TENANT"
@@ -87,6 +88,22 @@ def resolve_request(request: HttpRequest) -> None:
     request.tenant = tenant
 
 
+def _resolution_failure(request: HttpRequest) -> HttpResponse | None:
+    """Resolve the request; the error answer when that fails, else ``None``."""
+    try:
+        resolve_request(request)
+    except exceptions.TenantsError as error:
+        headers = {"WWW-Authenticate": 'Bearer realm="api"'} if error.status_code == 401 else None
+        return error_response(
+            error.status_code, error.default_code, str(error.detail), error.details, headers
+        )
+    except DatabaseError as error:
+        if (unavailable := database_error_response(error)) is None:
+            raise
+        return unavailable
+    return None
+
+
 class TenantMiddleware:
     """Sets the tenant scope around the view. Works as sync (WSGI) and async (ASGI) middleware."""
 
@@ -103,10 +120,8 @@ class TenantMiddleware:
         if self.is_async:
             return self.__acall__(request)
         with unscoped():
-            try:
-                resolve_request(request)
-            except exceptions.TenantsError as error:
-                return _error(error)
+            if failure := _resolution_failure(request):
+                return failure
             if request.tenant is None:
                 return self.get_response(request)
             with tenant_scope(request.tenant):
@@ -114,18 +129,9 @@ class TenantMiddleware:
 
     async def __acall__(self, request: HttpRequest):
         with unscoped():
-            try:
-                await sync_to_async(resolve_request)(request)
-            except exceptions.TenantsError as error:
-                return _error(error)
+            if failure := await sync_to_async(_resolution_failure)(request):
+                return failure
             if request.tenant is None:
                 return await self.get_response(request)
             with tenant_scope(request.tenant):
                 return await self.get_response(request)
-
-
-def _error(error: exceptions.TenantsError):
-    headers = {"WWW-Authenticate": 'Bearer realm="api"'} if error.status_code == 401 else None
-    return error_response(
-        error.status_code, error.default_code, str(error.detail), error.details, headers
-    )
