@@ -94,10 +94,12 @@ def build(env: environ.Env, sqlite_default: str) -> DatabaseConfig:
         pool_min = pool_max
     replica_pool_max = _int(env, "DATABASE_REPLICA_POOL_MAX", pool_max, errors, minimum=1)
     checkout_timeout = _float(env, "DATABASE_POOL_TIMEOUT", 5.0, errors)
+    # Short: a replica that died between two health checks holds its first reader this long.
+    replica_checkout_timeout = _float(env, "DATABASE_REPLICA_POOL_TIMEOUT", 1.0, errors)
     connect_timeout = _int(env, "DATABASE_CONNECT_TIMEOUT", 5, errors, minimum=1)
     pgbouncer = env.bool("DATABASE_PGBOUNCER", default=False)
 
-    def configure(settings: dict[str, Any], max_size: int) -> dict[str, Any]:
+    def configure(settings: dict[str, Any], max_size: int, timeout: float) -> dict[str, Any]:
         settings["CONN_HEALTH_CHECKS"] = True
         options = settings.setdefault("OPTIONS", {})
         options["connect_timeout"] = connect_timeout
@@ -111,14 +113,14 @@ def build(env: environ.Env, sqlite_default: str) -> DatabaseConfig:
             options["pool"] = {
                 "min_size": min(pool_min, max_size),
                 "max_size": max_size,
-                "timeout": checkout_timeout,
+                "timeout": timeout,
                 "max_idle": 300,
                 "max_lifetime": 1800,
                 "name": settings.get("NAME", "db"),
             }
         return settings
 
-    databases = {"default": configure(primary, pool_max)}
+    databases = {"default": configure(primary, pool_max, checkout_timeout)}
     aliases = []
     if env.bool("USE_READ_REPLICAS", default=False):
         for number, url in enumerate(env.list("DATABASE_READ_REPLICAS", default=[]), start=1):
@@ -130,7 +132,7 @@ def build(env: environ.Env, sqlite_default: str) -> DatabaseConfig:
             alias = f"replica_{number}"
             # Tests read the replica's copy of the test database, not a second test database.
             replica["TEST"] = {"MIRROR": "default"}
-            databases[alias] = configure(replica, replica_pool_max)
+            databases[alias] = configure(replica, replica_pool_max, replica_checkout_timeout)
             aliases.append(alias)
     return DatabaseConfig(databases, aliases, errors)
 

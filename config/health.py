@@ -1,42 +1,51 @@
-"""``/health/live`` (the process answers) and ``/health/ready`` (its database and cache answer)."""
+"""``/health/live`` (the process answers) and ``/health/ready`` (its database and cache answer).
+
+A check answers "ok", "degraded" (it works on a fallback: HTTP 200, overall status "degraded") or
+"down" (HTTP 503). The cache is degraded while Redis is down and its local fallback serves it.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.dummy import DummyCache
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from degradation.cache import cache_status
+
 logger = logging.getLogger(__name__)
 
 
-def _database_ok() -> bool:
+def _database_state() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
-        return cursor.fetchone() == (1,)
+        return "ok" if cursor.fetchone() == (1,) else "down"
 
 
-def _cache_ok() -> bool:
+def _cache_state() -> str:
+    if isinstance(caches["default"], DummyCache):
+        return "ok"  # ENABLE_CACHING=false: there is no cache to be down
     probe = f"health:probe:{uuid.uuid4().hex}"
     cache.set(probe, "1", 5)
     ok = cache.get(probe) == "1"
     cache.delete(probe)
-    return ok
+    return cache_status() if ok else "down"
 
 
-CHECKS = {"database": _database_ok, "cache": _cache_ok}
+CHECKS = {"database": _database_state, "cache": _cache_state}
 
 
-def _run(check) -> bool:
+def _run(check) -> str:
     try:
         return check()
     except Exception:
         logger.exception("Readiness check %s failed", check.__name__)
-        return False
+        return "down"
 
 
 @never_cache
@@ -48,9 +57,9 @@ def live(request):
 @never_cache
 @require_GET
 def ready(request):
-    results = {name: "ok" if _run(check) else "down" for name, check in CHECKS.items()}
+    results = {name: _run(check) for name, check in CHECKS.items()}
     down = [name for name, state in results.items() if state == "down"]
+    status = "down" if down else "degraded" if "degraded" in results.values() else "ok"
     return JsonResponse(
-        {"status": "down" if down else "ok", "checks": results, "down": down},
-        status=503 if down else 200,
+        {"status": status, "checks": results, "down": down}, status=503 if down else 200
     )

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "config",
     "tenants",
+    "degradation",
 ]
 
 MIDDLEWARE = [
@@ -67,6 +68,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tenants.middleware.TenantMiddleware",
+    "config.db_router.ReplicaPinningMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -96,30 +98,42 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Read replicas ----------------------------------------------------------------------------
 READ_REPLICA_ALIASES = _database.replica_aliases
+DATABASE_ROUTERS = ["config.db_router.ReplicaRouter"]  # routing rules: docs/REPLICAS.md
 REPLICA_PIN_SECONDS = env.float("REPLICA_PIN_SECONDS", default=5.0)
 REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=10.0)
 REPLICA_COOLDOWN_SECONDS = env.float("REPLICA_COOLDOWN_SECONDS", default=30.0)
 REPLICA_HEALTH_INTERVAL_SECONDS = env.float("REPLICA_HEALTH_INTERVAL_SECONDS", default=2.0)
 
-# --- Cache ----------------------------------------------------------------------------------
+# --- Cache (docs/CACHING.md) ----------------------------------------------------------------
 ENABLE_CACHING = env.bool("ENABLE_CACHING", default=True)
 REDIS_URL = env("REDIS_URL", default="")
-if REDIS_URL:
+_cache_common = {
+    "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="ils"),
+    "KEY_FUNCTION": "tenants.cache.make_key",  # t:<tenant>:<generation>: in a scope, g: outside
+    "TIMEOUT": env.int("CACHE_DEFAULT_TIMEOUT", default=300),
+}
+if not ENABLE_CACHING:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+elif REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            **_cache_common,
+            "BACKEND": "degradation.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.5),
                 "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.5),
+                "BREAKER_FAILURES": env.int("CACHE_BREAKER_FAILURES", default=3),
+                "BREAKER_COOLDOWN": env.float("CACHE_BREAKER_COOLDOWN_SECONDS", default=5.0),
+                "FALLBACK_MAX_ENTRIES": env.int("CACHE_FALLBACK_MAX_ENTRIES", default=10_000),
             },
-            "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="ils"),
         }
     }
 else:
     CACHES = {
         "default": {
+            **_cache_common,
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "LOCATION": "ils-embedded",
             "OPTIONS": {"MAX_ENTRIES": 50_000},

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
-from config import health
+from config import health, ops
 
 handler400 = "config.api.handler400"
 handler403 = "config.api.handler403"
@@ -13,6 +13,7 @@ urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("api/v1/", include("tenants.urls")),
+    path("api/ops/replicas", ops.ReplicasView.as_view(), name="ops-replicas"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
     path(
         "api/docs/",

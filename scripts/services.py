@@ -22,7 +22,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 class ServiceUnavailable(RuntimeError):
@@ -129,6 +131,118 @@ def postgres_server(extra_conf: dict[str, str] | None = None) -> Iterator[str]:
             capture_output=True,
         )
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@dataclass
+class PrimaryWithReplica:
+    """A running primary and its streaming replica; the methods break and mend the replica."""
+
+    primary_url: str
+    replica_url: str
+    bindir: Path
+    replica_data: Path
+    replica_log: Path
+
+    def _pg_ctl(self, *args: str) -> None:
+        subprocess.run(
+            _as_postgres_user([str(self.bindir / "pg_ctl"), "-D", str(self.replica_data), *args]),
+            check=True,
+            capture_output=True,
+        )
+
+    def _replica_sql(self, sql: str) -> None:
+        import psycopg  # only the replica helpers need a client library
+
+        with psycopg.connect(self.replica_url, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(sql)
+
+    def stop_replica(self) -> None:
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def start_replica(self) -> None:
+        self._pg_ctl("-l", str(self.replica_log), "-w", "start")
+
+    def pause_replay(self) -> None:
+        self._replica_sql("SELECT pg_wal_replay_pause()")
+
+    def resume_replay(self) -> None:
+        self._replica_sql("SELECT pg_wal_replay_resume()")
+
+    def promote_replica(self) -> None:
+        self._pg_ctl("-w", "promote")
+
+
+@contextmanager
+def postgres_primary_with_replica() -> Iterator[PrimaryWithReplica]:
+    """A new primary cluster and a hot-standby replica streaming from it, on spare ports.
+
+    The replica is a ``pg_basebackup -R`` copy of the primary; both are stopped and their folders
+    deleted on exit, whatever the body did to them.
+    """
+    primary_conf = {
+        "wal_level": "replica",
+        "max_wal_senders": "5",
+        "hot_standby": "on",
+        "full_page_writes": "on",  # a base backup's consistency depends on it
+    }
+    with postgres_server(primary_conf) as primary_url:
+        bindir = postgres_bindir()
+        workdir = Path(tempfile.mkdtemp(prefix="ils-pg-replica-"))
+        if os.geteuid() == 0:
+            shutil.chown(workdir, "postgres", "postgres")
+        port = free_port()
+        replica = PrimaryWithReplica(
+            primary_url=primary_url,
+            replica_url=f"postgres://postgres@127.0.0.1:{port}/postgres",
+            bindir=bindir,
+            replica_data=workdir / "data",
+            replica_log=workdir / "server.log",
+        )
+        try:
+            subprocess.run(
+                _as_postgres_user(
+                    [
+                        str(bindir / "pg_basebackup"),
+                        "-D",
+                        str(replica.replica_data),
+                        "-R",
+                        "-X",
+                        "stream",
+                        "--no-sync",
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(urlsplit(primary_url).port),
+                        "-U",
+                        "postgres",
+                    ]
+                ),
+                check=True,
+                capture_output=True,
+            )
+            with (replica.replica_data / "postgresql.conf").open("a") as handle:
+                handle.write(f"port = {port}\nunix_socket_directories = '{workdir}'\n")
+            replica.start_replica()
+            yield replica
+        except subprocess.CalledProcessError as error:
+            raise ServiceUnavailable(
+                f"PostgreSQL replica failed to start: {error.stderr.decode()[-500:]}"
+            ) from error
+        finally:
+            subprocess.run(
+                _as_postgres_user(
+                    [
+                        str(bindir / "pg_ctl"),
+                        "-D",
+                        str(replica.replica_data),
+                        "-m",
+                        "immediate",
+                        "stop",
+                    ]
+                ),
+                capture_output=True,
+            )
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @contextmanager

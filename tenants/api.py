@@ -14,6 +14,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
 from tenants import selectors, services
+from tenants.cache import tenant_cached_view
 from tenants.models import ApiKey, Membership, Tenant
 from tenants.serializers import (
     ApiKeyCreatedSerializer,
@@ -36,6 +37,7 @@ class TenantView(GenericAPIView):
         usage = selectors.tenant_usage(tenant=tenant)
         return Response(TenantSerializer(tenant, context={"usage": usage}).data)
 
+    @tenant_cached_view()
     def get(self, request):
         return self._answer(request.tenant)
 

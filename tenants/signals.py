@@ -1,7 +1,8 @@
-"""Drop cached resolutions when the rows behind them change.
+"""Drop cached resolutions, and invalidate the tenant's cache, when the rows behind them change.
 
 Deletion waits for the transaction to commit: dropping the entry earlier would let a concurrent
-request cache the old row again before the new one is visible.
+request cache the old row again before the new one is visible. Resolutions are global keys, so they
+are dropped outside any tenant scope (inside one the key function would name tenant keys).
 """
 
 from __future__ import annotations
@@ -12,11 +13,26 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from tenants import resolution
+from tenants.cache import cache_invalidated_by
+from tenants.context import unscoped
 from tenants.models import ApiKey, Membership, Plan, Tenant
+
+# The tenant's cached answers (GET /api/v1/tenant/ shows its plan, members and keys).
+cache_invalidated_by(Membership, ApiKey)
+cache_invalidated_by(Tenant, tenant_ids=lambda tenant: [tenant.pk])
+cache_invalidated_by(
+    Plan,
+    tenant_ids=lambda plan: Tenant.objects.filter(plan_id=plan.pk).values_list("pk", flat=True),
+)
+
+
+def _drop(keys: list[str]) -> None:
+    with unscoped():
+        cache.delete_many(keys)
 
 
 def _drop_after_commit(*keys: str) -> None:
-    transaction.on_commit(lambda: cache.delete_many(list(keys)))
+    transaction.on_commit(lambda: _drop(list(keys)))
 
 
 @receiver([post_save, post_delete], sender=ApiKey)

@@ -22,7 +22,8 @@ def _on_postgres() -> bool:
 
 
 def _on_redis() -> bool:
-    return settings.CACHES["default"]["BACKEND"].startswith("django_redis")
+    backend = settings.CACHES["default"]["BACKEND"]
+    return backend.startswith("django_redis") or backend == "degradation.cache.ResilientRedisCache"
 
 
 def pytest_sessionstart(session):

@@ -66,6 +66,7 @@ def test_replicas_get_their_own_pool_size_and_aliases(environment):
     assert config.replica_aliases == ["replica_1", "replica_2"]
     assert config.databases["replica_2"]["HOST"] == "r2"
     assert config.databases["replica_1"]["OPTIONS"]["pool"]["max_size"] == 30
+    assert config.databases["replica_1"]["OPTIONS"]["pool"]["timeout"] == 1.0  # fail over fast
 
 
 @pytest.mark.parametrize(

@@ -6,23 +6,16 @@ connection pool is made once per process from DATABASES.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from django.db import connection
 
 from scripts.services import free_port
+from tests.child_process import run_django
 
-ROOT = Path(__file__).resolve().parents[1]
 UNKNOWN_KEY = "ils_0123456789ab_" + "a" * 43  # well formed, so resolving it needs the database
 
 HOLD_THE_ONLY_CONNECTION_THEN_REQUEST = f"""
-import json, os, threading, django
-django.setup()
+import json, threading
 from django.db import connection, transaction
 from django.test import Client
 
@@ -46,8 +39,7 @@ print(json.dumps({{"status": response.status_code, "body": response.json(),
 """
 
 REQUEST = f"""
-import json, django
-django.setup()
+import json
 from django.test import Client
 response = Client().get("/api/v1/tenant/", HTTP_AUTHORIZATION="Bearer {UNKNOWN_KEY}", HTTP_HOST="localhost")
 print(json.dumps({{"status": response.status_code, "body": response.json(),
@@ -56,13 +48,7 @@ print(json.dumps({{"status": response.status_code, "body": response.json(),
 
 
 def _run(code: str, database_url: str, **variables: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DATABASE_")}
-    env.update(DATABASE_URL=database_url, DJANGO_SETTINGS_MODULE="config.settings", **variables)
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return run_django(code, drop_prefixes=("DATABASE_",), DATABASE_URL=database_url, **variables)
 
 
 def _suite_database_url() -> str:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.cache import cache, caches
 from django_redis.cache import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from scripts.services import free_port
+from tests.child_process import run_django
 
 pytestmark = pytest.mark.django_db
 
@@ -77,8 +73,7 @@ def test_ready_answers_503_naming_the_cache_when_redis_is_unreachable(client, se
 
 _READY_WITH_DATABASE_URL = textwrap.dedent(
     """
-    import json, django
-    django.setup()
+    import json
     from django.test import Client
     response = Client().get("/health/ready", HTTP_HOST="localhost")
     print(json.dumps({"status": response.status_code, "body": response.json()}))
@@ -92,23 +87,12 @@ def test_ready_answers_503_naming_the_database_when_it_is_unreachable():
     Django keeps its database connections per process, so the fault is set up in a child process
     rather than by rewiring this test run's own database connection.
     """
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/nowhere",
-        "DJANGO_ALLOWED_HOSTS": "localhost",
-        "LOG_LEVEL": "CRITICAL",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", _READY_WITH_DATABASE_URL],
-        cwd=django_settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    answer = run_django(
+        _READY_WITH_DATABASE_URL,
+        DATABASE_URL=f"postgres://postgres@127.0.0.1:{free_port()}/nowhere",
+        DJANGO_ALLOWED_HOSTS="localhost",
+        LOG_LEVEL="CRITICAL",
     )
-    assert result.returncode == 0, result.stderr
-    answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["status"] == 503
     assert answer["body"]["status"] == "down"
     assert answer["body"]["checks"] == {"database": "down", "cache": "ok"}

@@ -1,12 +1,15 @@
-"""Cost of resolving a request's API key, tenant and plan: warm cache vs. cold (SQL) lookups.
+"""Cost of GET /api/v1/tenant/ with its answer cached, recomputed, and with no cache at all.
 
 Runs in-process through Django's test client (WSGI handler, the full middleware chain) against the
 database and cache the environment names, so run it on real services:
 
-    .venv/bin/python -m scripts.services run -- .venv/bin/python bench/resolution.py [--requests 2000]
+    .venv/bin/python -m scripts.services run -- .venv/bin/python bench/cache.py [--requests 2000]
 
 Prints a table: per-request latency (mean, p50, p95) and SQL queries per request for GET
-/api/v1/tenant/ with the resolution cache warm, and with it emptied before every request.
+/api/v1/tenant/ with its cached answer warm; with the tenant's generation bumped before every
+request (the answer is recomputed, the key/tenant/plan resolution stays cached); with the whole
+cache emptied before every request (resolution goes to SQL too, and so does the once-a-minute
+``last_used_at`` write); and with ``ENABLE_CACHING=false`` (a DummyCache).
 """
 
 from __future__ import annotations
@@ -29,26 +32,28 @@ from django.conf import settings  # noqa: E402
 from django.core.cache import cache  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
-from django.test import Client  # noqa: E402
+from django.test import Client, override_settings  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 from tenants import services  # noqa: E402
+from tenants.cache import tenant_cache_invalidate  # noqa: E402
 from tenants.models import Plan, Tenant  # noqa: E402
 
+DUMMY_CACHE = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
 
-def _setup() -> str:
+
+def _setup() -> tuple[Tenant, str]:
     call_command("migrate", verbosity=0)
-    tenant = Tenant.objects.filter(slug="bench-resolution").first() or services.tenant_create(
-        slug="bench-resolution", name="Bench", plan=Plan.objects.get(code="pro")
+    tenant = Tenant.objects.filter(slug="bench-cache").first() or services.tenant_create(
+        slug="bench-cache", name="Bench", plan=Plan.objects.get(code="pro")
     )
-    return services.api_key_create(tenant=tenant, name="bench").secret
+    return tenant, services.api_key_create(tenant=tenant, name="bench").secret
 
 
-def _measure(client: Client, secret: str, requests: int, cold: bool) -> dict[str, float]:
+def _measure(client: Client, secret: str, requests: int, before=lambda: None) -> dict[str, float]:
     timings, queries = [], []
     for _ in range(requests):
-        if cold:
-            cache.clear()
+        before()
         connection.queries_log.clear()  # a bounded deque: once full, captures would read as empty
         with CaptureQueriesContext(connection) as captured:
             started = time.perf_counter()
@@ -71,21 +76,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
-    secret = _setup()
+    tenant, secret = _setup()
     client = Client()
-    _measure(client, secret, 50, cold=False)  # warm up imports, connections, cache
+    _measure(client, secret, 50)  # warm up imports, connections, cache
     rows = {
-        "warm cache": _measure(client, secret, args.requests, cold=False),
-        "cold (cache emptied)": _measure(client, secret, args.requests, cold=True),
+        "cached answer (warm)": _measure(client, secret, args.requests),
+        "answer uncached (bumped)": _measure(
+            client, secret, args.requests, before=lambda: tenant_cache_invalidate(tenant)
+        ),
+        "cache emptied": _measure(client, secret, args.requests, before=cache.clear),
     }
+    with override_settings(CACHES=DUMMY_CACHE):
+        rows["ENABLE_CACHING=false"] = _measure(client, secret, args.requests)
     backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
     print(f"database: {connection.vendor}; cache: {backend}; requests: {args.requests}")
     print(
-        f"{'GET /api/v1/tenant/':<24}{'mean ms':>10}{'p50 ms':>10}{'p95 ms':>10}{'SQL/request':>13}"
+        f"{'GET /api/v1/tenant/':<28}{'mean ms':>10}{'p50 ms':>10}{'p95 ms':>10}{'SQL/request':>13}"
     )
     for label, row in rows.items():
         print(
-            f"{label:<24}{row['mean']:>10.2f}{row['p50']:>10.2f}{row['p95']:>10.2f}{row['queries']:>13.1f}"
+            f"{label:<28}{row['mean']:>10.2f}{row['p50']:>10.2f}{row['p95']:>10.2f}{row['queries']:>13.1f}"
         )
 
 

@@ -1,0 +1,1 @@
+"""Degradation: the parts that keep the platform answering when a dependency is down."""

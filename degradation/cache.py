@@ -1,0 +1,261 @@
+"""A django-redis cache that keeps answering while Redis is down.
+
+``ResilientRedisCache`` is django-redis's ``RedisCache`` with each Django cache operation guarded:
+when Redis refuses or times out, the operation is served by a per-process ``LocMemCache`` (reads
+and writes alike), and after ``BREAKER_FAILURES`` consecutive connection errors a small breaker
+skips Redis for ``BREAKER_COOLDOWN`` seconds, so requests stop waiting for Redis timeouts. After
+the cool-down one call tries Redis again; when it answers, Redis is used again.
+
+Invariant (no stale reads after the outage): the keys this process wrote or deleted while Redis was
+down are deleted from Redis when it returns, and the local cache is emptied. An invalidation made
+during the outage (a deleted resolution, a bumped tenant generation) therefore also holds for what
+Redis kept from before it. Past ``FALLBACK_MAX_DIRTY_KEYS`` keys this is logged, not guaranteed:
+those keys stay stale until their TTL.
+
+The outage is visible: one warning when it starts and one line when it ends (not one per call),
+counters (``outage_counters()``) and ``cache_status()`` for the readiness probe.
+
+Other django-redis methods (``ttl``, ``lock``, ``keys``...) are not guarded and raise while Redis
+is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.cache import caches
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.core.cache.backends.locmem import LocMemCache
+from django_redis.cache import RedisCache
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+logger = logging.getLogger(__name__)
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, TimeoutError)
+_DELETE_CHUNK = 1000
+
+
+class LocalBreaker:
+    """Skip Redis for ``cooldown`` seconds after ``failures`` consecutive connection errors.
+
+    Per process and per Redis location. Issue 4 replaces it with the shared ``redis`` breaker: the
+    backend only calls ``allow``, ``success`` and ``failure``.
+    """
+
+    def __init__(self, failures: int, cooldown: float) -> None:
+        self.failures, self.cooldown = failures, cooldown
+        self._consecutive, self._opened_at = 0, None
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        """Closed: yes. Open: no, except one trial call per cool-down."""
+        with self._lock:
+            if self._opened_at is None:
+                return True
+            if time.monotonic() - self._opened_at < self.cooldown:
+                return False
+            self._opened_at = time.monotonic()  # the others wait while this call tries
+            return True
+
+    def success(self) -> None:
+        with self._lock:
+            self._consecutive, self._opened_at = 0, None
+
+    def failure(self) -> None:
+        with self._lock:
+            self._consecutive += 1
+            if self._consecutive >= self.failures:
+                self._opened_at = time.monotonic()
+
+
+@dataclass
+class RedisOutage:
+    """What this process knows about one Redis location: breaker, counters, keys written locally."""
+
+    location: str
+    breaker: LocalBreaker
+    max_dirty_keys: int
+    degraded: bool = False
+    since: float = 0.0
+    errors: int = 0
+    fallback_calls: int = 0
+    outages: int = 0
+    dirty: set[str] = field(default_factory=set)
+    dirty_overflow: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def failed(self, error: Exception) -> None:
+        self.breaker.failure()
+        with self.lock:
+            self.errors += 1
+            if self.degraded:
+                return
+            self.degraded, self.since = True, time.monotonic()
+            self.outages += 1
+        logger.warning(
+            "Redis cache %s unreachable (%s: %s); serving from the local memory cache",
+            self.location,
+            type(error).__name__,
+            error,
+        )
+
+    def served_locally(self, written: list[str]) -> None:
+        with self.lock:
+            self.fallback_calls += 1
+            for key in written:
+                if len(self.dirty) >= self.max_dirty_keys:
+                    self.dirty_overflow = True
+                    break
+                self.dirty.add(key)
+
+    def dirty_keys(self) -> list[str]:
+        with self.lock:
+            return list(self.dirty)
+
+    def recovered(self, deleted: list[str]) -> bool:
+        """End the outage once the keys written locally are deleted from Redis; True if it ended."""
+        self.breaker.success()
+        with self.lock:
+            if not self.degraded:
+                return False
+            self.dirty.difference_update(deleted)
+            overflow = self.dirty_overflow
+            self.degraded, self.dirty_overflow = False, False
+            seconds = time.monotonic() - self.since
+        logger.warning(
+            "Redis cache %s is back after %.1fs; dropped %d keys written during the outage%s",
+            self.location,
+            seconds,
+            len(deleted),
+            " (more were written: they stay stale until their TTL)" if overflow else "",
+        )
+        return True
+
+    def counters(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "degraded": self.degraded,
+                "errors": self.errors,
+                "fallback_calls": self.fallback_calls,
+                "outages": self.outages,
+            }
+
+
+_outages: dict[str, RedisOutage] = {}
+_outages_lock = threading.Lock()
+
+
+def _redacted(server: str) -> str:
+    parts = urlsplit(server)
+    return f"{parts.hostname}:{parts.port}{parts.path}" if parts.hostname else server
+
+
+class ResilientRedisCache(RedisCache):
+    """``RedisCache`` that falls back to a local memory cache while Redis is unreachable.
+
+    Extra ``OPTIONS``: ``BREAKER_FAILURES`` (3), ``BREAKER_COOLDOWN`` (5.0 s),
+    ``FALLBACK_MAX_ENTRIES`` (10000), ``FALLBACK_MAX_DIRTY_KEYS`` (100000).
+    """
+
+    def __init__(self, server: str, params: dict[str, Any]) -> None:
+        options = dict(params.get("OPTIONS", {}))
+        failures = options.pop("BREAKER_FAILURES", 3)
+        cooldown = options.pop("BREAKER_COOLDOWN", 5.0)
+        max_entries = options.pop("FALLBACK_MAX_ENTRIES", 10_000)
+        max_dirty = options.pop("FALLBACK_MAX_DIRTY_KEYS", 100_000)
+        super().__init__(server, {**params, "OPTIONS": options})
+        location = _redacted(server)
+        with _outages_lock:
+            if server not in _outages:
+                _outages[server] = RedisOutage(
+                    location, LocalBreaker(failures, cooldown), max_dirty
+                )
+            self.outage = _outages[server]
+        # Same prefix, version and key function: the local cache holds the very keys Redis would.
+        self._fallback = LocMemCache(
+            f"resilient-fallback:{server}", {**params, "OPTIONS": {"MAX_ENTRIES": max_entries}}
+        )
+
+    def _call(self, name: str, *args, written: Iterable[str] = (), **kwargs) -> Any:
+        if self.outage.breaker.allow():
+            try:
+                if self.outage.degraded:  # failed() always sets it: the usual path takes no lock
+                    self._end_outage()
+                return getattr(super(), name)(*args, **kwargs)
+            except REDIS_DOWN as error:
+                self.outage.failed(error)
+        version = kwargs.get("version")
+        # Made before taking the outage lock: the key function may read a generation through us.
+        self.outage.served_locally([self._fallback.make_key(key, version) for key in written])
+        return getattr(self._fallback, name)(*args, **kwargs)
+
+    def _end_outage(self) -> None:
+        """Before Redis serves again, delete from it the keys this process wrote locally meanwhile."""
+        keys = self.outage.dirty_keys()
+        client = self.client.get_client(write=True)
+        client.ping()
+        for start in range(0, len(keys), _DELETE_CHUNK):
+            client.delete(*keys[start : start + _DELETE_CHUNK])
+        if self.outage.recovered(keys):
+            self._fallback.clear()
+
+    def get(self, key, default=None, version=None):
+        return self._call("get", key, default, version=version)
+
+    def get_many(self, keys, version=None):
+        return self._call("get_many", keys, version=version)
+
+    def has_key(self, key, version=None):
+        return self._call("has_key", key, version=version)
+
+    def set(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._call("set", key, value, timeout, version=version, written=[key])
+
+    def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._call("add", key, value, timeout, version=version, written=[key])
+
+    def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._call("set_many", data, timeout, version=version, written=list(data))
+
+    def touch(self, key, timeout=DEFAULT_TIMEOUT, version=None):
+        return self._call("touch", key, timeout, version=version, written=[key])
+
+    def delete(self, key, version=None):
+        return self._call("delete", key, version=version, written=[key])
+
+    def delete_many(self, keys, version=None):
+        keys = list(keys)
+        return self._call("delete_many", keys, version=version, written=keys)
+
+    def incr(self, key, delta=1, version=None):
+        return self._call("incr", key, delta, version=version, written=[key])
+
+    def decr(self, key, delta=1, version=None):
+        return self._call("decr", key, delta, version=version, written=[key])
+
+    def clear(self):
+        """Empties Redis and the local cache (while Redis is down: the local cache only)."""
+        self._fallback.clear()
+        return self._call("clear")
+
+
+def cache_status(alias: str = "default") -> str:
+    """``"degraded"`` while the cache serves from its local fallback, else ``"ok"``."""
+    backend = caches[alias]
+    if isinstance(backend, ResilientRedisCache) and backend.outage.degraded:
+        return "degraded"
+    return "ok"
+
+
+def outage_counters() -> dict[str, dict[str, Any]]:
+    """Per Redis location (password removed): degraded, errors, fallback_calls, outages."""
+    with _outages_lock:
+        outages = list(_outages.values())
+    return {outage.location: outage.counters() for outage in outages}

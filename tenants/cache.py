@@ -1,0 +1,250 @@
+"""The tenant-keyed cache: the key function, tenant generations and the ``tenant_cache`` API.
+
+Key function (``CACHES["default"]["KEY_FUNCTION"] = "tenants.cache.make_key"``):
+
+- inside a tenant scope: ``<KEY_PREFIX>:<VERSION>:t:<tenant_id>:<generation>:<key>``
+- outside any scope: ``<KEY_PREFIX>:<VERSION>:g:<key>``
+
+Invariant (isolation): the current scope, never the caller, puts the tenant id into the key, so two
+tenants' identical keys can never name the same entry.
+
+Invariant (invalidation): a tenant's generation is an integer kept in the cache itself under the
+global key ``g:tenants:gen:<tenant_id>``. ``tenant_cache_invalidate`` increments it (one INCR, no
+SCAN): every key the tenant wrote before is unreachable from then on and expires by its TTL. A
+generation that is missing (never read, evicted, Redis restarted) is seeded from the clock in
+microseconds, never from 1, so a re-seeded generation cannot make old entries reachable again.
+
+The generation is read once per scope: it is remembered in a ContextVar next to the Tenant object of
+the scope, and a request resolves a new Tenant object, so a warm cached read costs one round trip.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from django.core.cache import caches
+from django.core.cache.backends.base import DEFAULT_TIMEOUT
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.http import HttpRequest, HttpResponse
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from tenants.context import current_tenant, require_tenant, unscoped
+
+if TYPE_CHECKING:
+    from django.db.models import Model
+
+    from tenants.models import Tenant
+
+CACHE_ALIAS = "default"
+_MISSING = object()
+_BULK_CHUNK = 1000
+
+# The generation of the tenant object of the current scope: (tenant, generation).
+_generation_memo: ContextVar[tuple[Tenant, int] | None] = ContextVar(
+    "ils_tenant_cache_generation", default=None
+)
+
+_counters: defaultdict[int, dict[str, int]] = defaultdict(lambda: {"hits": 0, "misses": 0})
+_counters_lock = threading.Lock()
+
+
+def make_key(key: str, key_prefix: str, version: int) -> str:
+    """Django's KEY_FUNCTION: Django's ``prefix:version:key`` with ``t:<id>:<gen>:`` or ``g:``."""
+    tenant = current_tenant()
+    if tenant is None:
+        return f"{key_prefix}:{version}:g:{key}"
+    return f"{key_prefix}:{version}:t:{tenant.pk}:{_generation(tenant)}:{key}"
+
+
+def generation_key(tenant_id: int) -> str:
+    """The global key (used outside any scope) that holds the tenant's generation."""
+    return f"tenants:gen:{tenant_id}"
+
+
+def _seed() -> int:
+    return time.time_ns() // 1000
+
+
+def _generation(tenant: Tenant) -> int:
+    memo = _generation_memo.get()
+    if memo is not None and memo[0] is tenant:
+        return memo[1]
+    # Outside the scope the key function makes global keys and so never comes back here.
+    with unscoped():
+        store, key = caches[CACHE_ALIAS], generation_key(tenant.pk)
+        generation = store.get(key)
+        if generation is None:
+            seed = _seed()
+            generation = seed if store.add(key, seed, timeout=None) else store.get(key, seed)
+    _generation_memo.set((tenant, generation))
+    return generation
+
+
+def _forget_generation(tenant_id: int, generation: int | None) -> None:
+    memo = _generation_memo.get()
+    if memo is not None and memo[0].pk == tenant_id:
+        _generation_memo.set(None if generation is None else (memo[0], generation))
+
+
+def tenant_cache_invalidate(tenant: Tenant | int) -> None:
+    """Make every cached key of the tenant unreachable in O(1): INCR of its generation."""
+    tenant_id = getattr(tenant, "pk", tenant)
+    with unscoped():
+        store, key = caches[CACHE_ALIAS], generation_key(tenant_id)
+        try:
+            generation = store.incr(key)
+        except ValueError:
+            # Never read or evicted. A reader may be seeding it right now with data read before
+            # this write committed: overwrite with a later seed so that data is never reachable.
+            generation = _seed()
+            store.set(key, generation, timeout=None)
+    _forget_generation(tenant_id, generation)
+
+
+def tenant_cache_invalidate_many(tenant_ids: Iterable[int]) -> None:
+    """Invalidate many tenants (e.g. every tenant of a changed plan), one round trip per 1000.
+
+    Deleting a generation key invalidates like an INCR: the next read seeds a new generation from
+    the clock, which no entry of that tenant was written under. Deleting batches is one round trip
+    per ``_BULK_CHUNK`` tenants where INCR would be one per tenant.
+    """
+    ids = list(tenant_ids)
+    with unscoped():
+        for start in range(0, len(ids), _BULK_CHUNK):
+            chunk = ids[start : start + _BULK_CHUNK]
+            caches[CACHE_ALIAS].delete_many([generation_key(tenant_id) for tenant_id in chunk])
+    for tenant_id in ids:
+        _forget_generation(tenant_id, None)
+
+
+def _count(tenant_id: int, outcome: str) -> None:
+    with _counters_lock:
+        _counters[tenant_id][outcome] += 1
+
+
+def cache_counters() -> dict[int, dict[str, int]]:
+    """Hits and misses of ``tenant_cache`` and cached views in this process: ``{tenant_id: {...}}``.
+
+    Counters only grow; a metrics exporter reads them as Prometheus counters.
+    """
+    with _counters_lock:
+        return {tenant_id: dict(counts) for tenant_id, counts in _counters.items()}
+
+
+class TenantCache:
+    """The cache other apps use for per-tenant data. It needs a tenant scope (fails closed)."""
+
+    def get_or_set(
+        self, key: str, default: Callable[[], Any], timeout: Any = DEFAULT_TIMEOUT
+    ) -> Any:
+        """The cached value of ``key`` for the current tenant; on a miss ``default()`` is stored.
+
+        ``timeout`` defaults to the cache's ``TIMEOUT``; ``None`` keeps the entry until evicted.
+        """
+        tenant = require_tenant()
+        store = caches[CACHE_ALIAS]
+        value = store.get(key, _MISSING)
+        if value is not _MISSING:
+            _count(tenant.pk, "hits")
+            return value
+        _count(tenant.pk, "misses")
+        value = default()
+        store.set(key, value, timeout)
+        return value
+
+    def invalidate(self, tenant: Tenant | int) -> None:
+        tenant_cache_invalidate(tenant)
+
+
+tenant_cache = TenantCache()
+
+
+def _view_key(view: Callable, request: HttpRequest | Request) -> str:
+    query = urlencode(sorted(request.GET.lists()), doseq=True)
+    digest = hashlib.sha256(f"{request.path}?{query}".encode()).hexdigest()[:32]
+    return f"view:{view.__module__}.{view.__qualname__}:{digest}"
+
+
+def _to_cache(response: HttpResponse) -> tuple | None:
+    if response.status_code != 200 or getattr(response, "streaming", False):
+        return None
+    if isinstance(response, Response):
+        return ("drf", response.data)
+    return ("http", response.content, response["Content-Type"])
+
+
+def _from_cache(entry: tuple) -> HttpResponse:
+    if entry[0] == "drf":
+        return Response(entry[1])
+    return HttpResponse(entry[1], content_type=entry[2])
+
+
+def tenant_cached_view(timeout: Any = DEFAULT_TIMEOUT) -> Callable:
+    """Cache a read view's 200 answers per tenant, path and query string (GET and HEAD only).
+
+    Decorates a function view ``view(request, ...)`` or a view method ``get(self, request, ...)``;
+    on a DRF method it runs after authentication and permissions, and it keeps ``response.data`` so
+    DRF still negotiates and renders the answer. Headers the view sets are not kept. The answer
+    must depend only on the tenant, path and query (not on the caller) and the models it reads must
+    be registered with ``cache_invalidated_by``. Outside a tenant scope the view is not cached.
+    """
+
+    def decorator(view: Callable) -> Callable:
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            request = args[0] if isinstance(args[0], HttpRequest | Request) else args[1]
+            tenant = current_tenant()
+            if tenant is None or request.method not in ("GET", "HEAD"):
+                return view(*args, **kwargs)
+            store, key = caches[CACHE_ALIAS], _view_key(view, request)
+            entry = store.get(key)
+            if entry is not None:
+                _count(tenant.pk, "hits")
+                return _from_cache(entry)
+            _count(tenant.pk, "misses")
+            response = view(*args, **kwargs)
+            entry = _to_cache(response)
+            if entry is not None:
+                store.set(key, entry, timeout)
+            return response
+
+        return wrapper
+
+    return decorator
+
+
+def _owning_tenant(instance: Model) -> list[int]:
+    return [instance.tenant_id]
+
+
+def cache_invalidated_by(
+    *models: type[Model], tenant_ids: Callable[[Model], Iterable[int]] = _owning_tenant
+) -> None:
+    """After a save or delete of a row of ``models`` commits, invalidate the tenants it belongs to.
+
+    ``tenant_ids(row)`` names them (default: ``row.tenant_id``). Invalidation waits for the commit:
+    earlier, a concurrent request could cache the old row again before the new one is visible. One
+    registration per model is enough, since invalidation covers every key of the tenant.
+    """
+
+    def receiver(sender, instance: Model, using: str | None = None, **kwargs) -> None:
+        ids = list(tenant_ids(instance))
+        if len(ids) == 1:
+            transaction.on_commit(lambda: tenant_cache_invalidate(ids[0]), using=using)
+        elif ids:
+            transaction.on_commit(lambda: tenant_cache_invalidate_many(ids), using=using)
+
+    for model in models:
+        uid = f"tenants.cache:{model._meta.label}"
+        post_save.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
+        post_delete.connect(receiver, sender=model, weak=False, dispatch_uid=uid)
