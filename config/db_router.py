@@ -18,7 +18,7 @@ A scope keeps the replica it first read from while it stays healthy, so one requ
 newer row from one replica and then an older one from another.
 
 A replica that dies between two monitor checks: the request that meets it first fails, because
-the pool drops the dead connection and waits up to ``DATABASE_POOL_TIMEOUT`` for a new one, then
+the pool drops the dead connection and waits up to ``DATABASE_REPLICA_POOL_TIMEOUT`` for a new one, then
 raises ``OperationalError`` (answered as a 503 JSON error under /api/). When that request's scope
 ends the replica is marked down for ``REPLICA_COOLDOWN_SECONDS``, so the following reads, in every
 thread of the process, go to the primary. The query is not retried on the primary: the view may
