@@ -108,10 +108,23 @@ class ApiErrorMiddleware(MiddlewareMixin):
             return None
         if unavailable := database_error_response(exception):
             return unavailable
+        if isinstance(exception, exceptions.APIException):  # an app error raised in a plain view
+            return _api_exception_response(exception)
         logger.exception("Unhandled error under /api/", exc_info=exception)
         return error_response(
             500, "internal_error", "An unexpected error occurred. It has been logged."
         )
+
+
+def _api_exception_response(exc: exceptions.APIException):
+    wait = getattr(exc, "wait", None)
+    return error_response(
+        exc.status_code,
+        _error_code(exc),
+        str(exc.detail),
+        getattr(exc, "details", None),
+        headers={"Retry-After": str(int(wait))} if wait else None,
+    )
 
 
 def handler400(request, exception=None):

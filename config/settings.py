@@ -124,8 +124,6 @@ elif REDIS_URL:
                 "CLIENT_CLASS": "django_redis.client.DefaultClient",
                 "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.5),
                 "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.5),
-                "BREAKER_FAILURES": env.int("CACHE_BREAKER_FAILURES", default=3),
-                "BREAKER_COOLDOWN": env.float("CACHE_BREAKER_COOLDOWN_SECONDS", default=5.0),
                 "FALLBACK_MAX_ENTRIES": env.int("CACHE_FALLBACK_MAX_ENTRIES", default=10_000),
             },
         }
@@ -139,6 +137,33 @@ else:
             "OPTIONS": {"MAX_ENTRIES": 50_000},
         }
     }
+
+# --- Circuit breakers (docs/DEGRADATION.md) -------------------------------------------------
+# Per breaker: CIRCUIT_BREAKER_<NAME>_FAILURES (consecutive failures that open it) and
+# CIRCUIT_BREAKER_<NAME>_RESET_SECONDS (how long it stays open before a trial call). The `redis`
+# breaker guards the cache Redis; its old names CACHE_BREAKER_* are still read as its defaults.
+_BREAKER_DEFAULTS = {
+    "redis": (
+        env.int("CACHE_BREAKER_FAILURES", default=3),
+        env.float("CACHE_BREAKER_COOLDOWN_SECONDS", default=5.0),
+    ),
+    "storage": (5, 30.0),
+    "email": (5, 60.0),
+    "broker": (3, 10.0),
+    "replica": (3, 30.0),
+    "webhooks": (10, 60.0),
+}
+CIRCUIT_BREAKERS = {
+    name: {
+        "failures": env.int(f"CIRCUIT_BREAKER_{name.upper()}_FAILURES", default=failures),
+        "reset_seconds": env.float(f"CIRCUIT_BREAKER_{name.upper()}_RESET_SECONDS", default=reset),
+    }
+    for name, (failures, reset) in _BREAKER_DEFAULTS.items()
+}
+# Shared state lives in the cache Redis (empty: every breaker is per process, as in embedded mode).
+CIRCUIT_BREAKER_REDIS_URL = env("CIRCUIT_BREAKER_REDIS_URL", default=REDIS_URL)
+CIRCUIT_BREAKER_REDIS_TIMEOUT = env.float("CIRCUIT_BREAKER_REDIS_TIMEOUT", default=0.2)
+CIRCUIT_BREAKER_REDIS_RETRY_SECONDS = env.float("CIRCUIT_BREAKER_REDIS_RETRY_SECONDS", default=2.0)
 
 # --- Tenancy --------------------------------------------------------------------------------
 TENANT_RESOLUTION_CACHE_SECONDS = env.int("TENANT_RESOLUTION_CACHE_SECONDS", default=300)

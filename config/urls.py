@@ -13,6 +13,7 @@ urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("api/v1/", include("tenants.urls")),
+    path("api/degradation/", include("degradation.urls")),
     path("api/ops/replicas", ops.ReplicasView.as_view(), name="ops-replicas"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
     path(

@@ -2,9 +2,12 @@
 
 ``ResilientRedisCache`` is django-redis's ``RedisCache`` with each Django cache operation guarded:
 when Redis refuses or times out, the operation is served by a per-process ``LocMemCache`` (reads
-and writes alike), and after ``BREAKER_FAILURES`` consecutive connection errors a small breaker
-skips Redis for ``BREAKER_COOLDOWN`` seconds, so requests stop waiting for Redis timeouts. After
-the cool-down one call tries Redis again; when it answers, Redis is used again.
+and writes alike), and after ``failures`` consecutive connection errors the ``redis`` circuit breaker
+(``degradation.breakers``) opens and skips Redis for ``reset_seconds``, so requests stop waiting
+for Redis timeouts. After that a trial call tries Redis again; when it answers, Redis is used again.
+The ``redis`` breaker's state is per process: it cannot live in the Redis it guards. Its
+thresholds are ``CIRCUIT_BREAKERS["redis"]``; the cache ``OPTIONS`` ``BREAKER_FAILURES`` and
+``BREAKER_COOLDOWN`` override them when given.
 
 Invariant (no stale reads after the outage): the keys this process wrote or deleted while Redis was
 down are deleted from Redis when it returns, and the local cache is emptied. An invalidation made
@@ -29,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.locmem import LocMemCache
@@ -36,43 +40,12 @@ from django_redis.cache import RedisCache
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from degradation.breakers import Breaker, Snapshot, breaker
+
 logger = logging.getLogger(__name__)
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, TimeoutError)
 _DELETE_CHUNK = 1000
-
-
-class LocalBreaker:
-    """Skip Redis for ``cooldown`` seconds after ``failures`` consecutive connection errors.
-
-    Per process and per Redis location. Issue 4 replaces it with the shared ``redis`` breaker: the
-    backend only calls ``allow``, ``success`` and ``failure``.
-    """
-
-    def __init__(self, failures: int, cooldown: float) -> None:
-        self.failures, self.cooldown = failures, cooldown
-        self._consecutive, self._opened_at = 0, None
-        self._lock = threading.Lock()
-
-    def allow(self) -> bool:
-        """Closed: yes. Open: no, except one trial call per cool-down."""
-        with self._lock:
-            if self._opened_at is None:
-                return True
-            if time.monotonic() - self._opened_at < self.cooldown:
-                return False
-            self._opened_at = time.monotonic()  # the others wait while this call tries
-            return True
-
-    def success(self) -> None:
-        with self._lock:
-            self._consecutive, self._opened_at = 0, None
-
-    def failure(self) -> None:
-        with self._lock:
-            self._consecutive += 1
-            if self._consecutive >= self.failures:
-                self._opened_at = time.monotonic()
 
 
 @dataclass
@@ -80,7 +53,6 @@ class RedisOutage:
     """What this process knows about one Redis location: breaker, counters, keys written locally."""
 
     location: str
-    breaker: LocalBreaker
     max_dirty_keys: int
     degraded: bool = False
     since: float = 0.0
@@ -91,8 +63,12 @@ class RedisOutage:
     dirty_overflow: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @property
+    def breaker(self) -> Breaker:
+        return breaker("redis")
+
     def failed(self, error: Exception) -> None:
-        self.breaker.failure()
+        self.breaker.on_failure(error)
         with self.lock:
             self.errors += 1
             if self.degraded:
@@ -121,7 +97,7 @@ class RedisOutage:
 
     def recovered(self, deleted: list[str]) -> bool:
         """End the outage once the keys written locally are deleted from Redis; True if it ended."""
-        self.breaker.success()
+        self.breaker.on_success()
         with self.lock:
             if not self.degraded:
                 return False
@@ -150,6 +126,22 @@ class RedisOutage:
 
 _outages: dict[str, RedisOutage] = {}
 _outages_lock = threading.Lock()
+_breaker_server: list[str] = []  # the Redis location the `redis` breaker was last set up for
+
+
+def _redis_breaker(server: str, failures: int | None, cooldown: float | None) -> None:
+    """The shared ``redis`` breaker, set up afresh (quietly closed) when the cache moves to another
+    Redis (tests do; a deployment has one). Every thread's backend instance shares it."""
+    guard = breaker("redis")
+    with _outages_lock:
+        if _breaker_server != [server]:
+            _breaker_server[:] = [server]
+            config = settings.CIRCUIT_BREAKERS.get("redis", {})
+            guard.configure(
+                failures=failures if failures is not None else config.get("failures"),
+                reset_seconds=cooldown if cooldown is not None else config.get("reset_seconds"),
+            )
+            guard.storage.load(Snapshot())
 
 
 def _redacted(server: str) -> str:
@@ -160,23 +152,23 @@ def _redacted(server: str) -> str:
 class ResilientRedisCache(RedisCache):
     """``RedisCache`` that falls back to a local memory cache while Redis is unreachable.
 
-    Extra ``OPTIONS``: ``BREAKER_FAILURES`` (3), ``BREAKER_COOLDOWN`` (5.0 s),
+    Extra ``OPTIONS``: ``BREAKER_FAILURES`` and ``BREAKER_COOLDOWN`` (default: the ``redis``
+    breaker's settings),
     ``FALLBACK_MAX_ENTRIES`` (10000), ``FALLBACK_MAX_DIRTY_KEYS`` (100000).
     """
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         options = dict(params.get("OPTIONS", {}))
-        failures = options.pop("BREAKER_FAILURES", 3)
-        cooldown = options.pop("BREAKER_COOLDOWN", 5.0)
+        failures = options.pop("BREAKER_FAILURES", None)
+        cooldown = options.pop("BREAKER_COOLDOWN", None)
         max_entries = options.pop("FALLBACK_MAX_ENTRIES", 10_000)
         max_dirty = options.pop("FALLBACK_MAX_DIRTY_KEYS", 100_000)
         super().__init__(server, {**params, "OPTIONS": options})
         location = _redacted(server)
+        _redis_breaker(server, failures, cooldown)
         with _outages_lock:
             if server not in _outages:
-                _outages[server] = RedisOutage(
-                    location, LocalBreaker(failures, cooldown), max_dirty
-                )
+                _outages[server] = RedisOutage(location, max_dirty)
             self.outage = _outages[server]
         # Same prefix, version and key function: the local cache holds the very keys Redis would.
         self._fallback = LocMemCache(

@@ -22,6 +22,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
+from degradation.exceptions import CircuitOpen
 from tenants.models import ApiKey, Membership, Tenant
 from tests.assertions import assert_error
 from tests.factories import MembershipFactory, TenantFactory, issue_key, key_client, plan
@@ -44,7 +45,12 @@ class _FailingApiView(APIView):
         raise RuntimeError(SECRET_DETAIL)
 
 
+def _app_error_in_django_view(request):
+    raise CircuitOpen("storage", retry_after=7.2)
+
+
 urlpatterns = [
+    path("api/v1/app-error-django/", _app_error_in_django_view),
     path("api/v1/failing-django/", _failing_django_view),
     path("api/v1/failing-drf/", _FailingApiView.as_view()),
 ]
@@ -231,6 +237,14 @@ def test_an_unexpected_error_in_an_api_view_is_a_json_500(settings, caplog, writ
     assert any(
         record.exc_info and SECRET_DETAIL in str(record.exc_info[1]) for record in caplog.records
     ), "the error must be logged for operators"
+
+
+@pytest.mark.urls(__name__)
+def test_an_app_error_raised_in_a_plain_django_view_keeps_its_status_and_shape():
+    response = Client().get("/api/v1/app-error-django/")
+    error = assert_error(response, 503, "dependency_unavailable")
+    assert error["details"]["breaker"] == "storage"
+    assert response["Retry-After"] == "8"
 
 
 # --- Pagination -----------------------------------------------------------------------------------
