@@ -55,6 +55,7 @@ INSTALLED_APPS = [
     "config",
     "tenants",
     "degradation",
+    "waffle",
 ]
 
 MIDDLEWARE = [
@@ -112,21 +113,32 @@ _cache_common = {
     "KEY_FUNCTION": "tenants.cache.make_key",  # t:<tenant>:<generation>: in a scope, g: outside
     "TIMEOUT": env.int("CACHE_DEFAULT_TIMEOUT", default=300),
 }
+# Feature flags get their own alias: waffle reads flags inside tenant scopes and admin saves them
+# outside any, so their keys must be global (no tenant KEY_FUNCTION) for a save to invalidate them.
+FLAG_CACHE_TIMEOUT = env.int("FLAG_CACHE_TIMEOUT", default=60)
+_flag_cache_common = {
+    "KEY_PREFIX": env("FLAG_CACHE_KEY_PREFIX", default="ils-flags"),
+    "TIMEOUT": FLAG_CACHE_TIMEOUT,
+}
 if not ENABLE_CACHING:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
-elif REDIS_URL:
     CACHES = {
-        "default": {
-            **_cache_common,
-            "BACKEND": "degradation.cache.ResilientRedisCache",
-            "LOCATION": REDIS_URL,
-            "OPTIONS": {
-                "CLIENT_CLASS": "django_redis.client.DefaultClient",
-                "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.5),
-                "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.5),
-                "FALLBACK_MAX_ENTRIES": env.int("CACHE_FALLBACK_MAX_ENTRIES", default=10_000),
-            },
-        }
+        "default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+        "flags": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+    }
+elif REDIS_URL:
+    _redis_cache = {
+        "BACKEND": "degradation.cache.ResilientRedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {
+            "CLIENT_CLASS": "django_redis.client.DefaultClient",
+            "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.5),
+            "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.5),
+            "FALLBACK_MAX_ENTRIES": env.int("CACHE_FALLBACK_MAX_ENTRIES", default=10_000),
+        },
+    }
+    CACHES = {
+        "default": {**_cache_common, **_redis_cache},
+        "flags": {**_flag_cache_common, **_redis_cache},
     }
 else:
     CACHES = {
@@ -135,8 +147,25 @@ else:
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "LOCATION": "ils-embedded",
             "OPTIONS": {"MAX_ENTRIES": 50_000},
-        }
+        },
+        "flags": {
+            **_flag_cache_common,
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "ils-embedded-flags",
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        },
     }
+
+# --- Feature flags: django-waffle (docs/DEGRADATION.md "Feature flags") -------------------------
+# The flag model is chosen once, before the first migrate: it cannot change later.
+WAFFLE_FLAG_MODEL = "degradation.Flag"
+# waffle's migrations with its Flag marked swappable, so its unused flag tables are not created.
+MIGRATION_MODULES = {"waffle": "degradation.waffle_migrations"}
+WAFFLE_CACHE_NAME = "flags"
+WAFFLE_CREATE_MISSING_FLAGS = False  # an unknown name answers off (logged once per process)
+WAFFLE_LOG_MISSING_FLAGS = None  # degradation.models logs once per name instead of every call
+# No waffle.middleware.WaffleMiddleware: it only writes the per-browser percentage and testing
+# cookies; our percentages are per tenant (a hash of flag name and tenant id), with no cookie.
 
 # --- Circuit breakers (docs/DEGRADATION.md) -------------------------------------------------
 # Per breaker: CIRCUIT_BREAKER_<NAME>_FAILURES (consecutive failures that open it) and

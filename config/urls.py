@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config import health, ops
+from degradation.api import ActiveFlagsView
 
 handler400 = "config.api.handler400"
 handler403 = "config.api.handler403"
@@ -13,6 +14,7 @@ urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
     path("api/v1/", include("tenants.urls")),
+    path("api/v1/flags/", ActiveFlagsView.as_view(), name="flags-active"),
     path("api/degradation/", include("degradation.urls")),
     path("api/ops/replicas", ops.ReplicasView.as_view(), name="ops-replicas"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),

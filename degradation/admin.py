@@ -14,9 +14,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.views.decorators.http import require_POST
+from waffle.admin import FlagAdmin as WaffleFlagAdmin
 
 from degradation.breakers import BREAKER_NAMES, all_breakers, breaker, breaker_counters
-from degradation.models import BreakerEvent
+from degradation.models import BreakerEvent, Flag
 
 ACTIONS = {"open": "Force open", "close": "Force close", "reset": "Reset"}
 
@@ -82,3 +83,13 @@ class BreakerEventAdmin(admin.ModelAdmin):
             )
         context = {**(extra_context or {}), "breakers": rows, "title": "Circuit breakers"}
         return super().changelist_view(request, extra_context=context)
+
+
+@admin.register(Flag)
+class FlagAdmin(WaffleFlagAdmin):
+    """waffle's flag admin (its actions flush the cache per flag) plus tenant and plan targeting.
+
+    Tenants can be 100,000 rows: an autocomplete (``TenantAdmin.search_fields``), never a select.
+    """
+
+    autocomplete_fields = ("tenants", "plans")

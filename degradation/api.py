@@ -5,12 +5,15 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound
+from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from degradation.breakers import BREAKER_NAMES, OPEN, all_breakers, breaker, breaker_counters
+from degradation.flags import flags_active_for_tenant
+from degradation.models import Flag
 
 
 class CircuitSerializer(serializers.Serializer):
@@ -76,3 +79,24 @@ class CircuitsView(APIView):
         return Response(
             CircuitSerializer({**target.describe(), "counters": breaker_counters()[name]}).data
         )
+
+
+class ActiveFlagSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Flag
+        fields = ["name"]
+
+
+class ActiveFlagsView(ListAPIView):
+    """``GET /api/v1/flags/``: the flags on for the calling tenant (tenant rules only, no user).
+
+    Invariant (isolation): the list is computed for ``request.tenant`` alone and shows only flag
+    names: never which tenants or plans a flag targets, its percentage, or its staff note (notes
+    may name customers). Default tenant permissions; cursor pagination on ``-id``.
+    """
+
+    serializer_class = ActiveFlagSerializer
+
+    def get_queryset(self):
+        ids = flags_active_for_tenant(self.request.tenant)
+        return Flag.objects.filter(pk__in=ids).only("id", "name")

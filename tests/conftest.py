@@ -10,7 +10,7 @@ import os
 
 import pytest
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection
 from rest_framework.test import APIClient
 
@@ -44,10 +44,12 @@ def pytest_runtest_setup(item):
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    """Cached resolutions must not outlive the rows of the test that made them."""
+    """Cached resolutions and flags must not outlive the rows of the test that made them."""
     cache.clear()
+    caches["flags"].clear()
     yield
     cache.clear()
+    caches["flags"].clear()
 
 
 @pytest.fixture(autouse=True)

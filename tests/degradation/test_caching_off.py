@@ -28,13 +28,15 @@ _SETTINGS_WITH_CACHING_OFF = textwrap.dedent(
 
 def test_enable_caching_false_configures_a_dummy_cache():
     caches_setting = run_django(_SETTINGS_WITH_CACHING_OFF, ENABLE_CACHING="false")
-    assert caches_setting == {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    dummy = {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+    assert caches_setting == {"default": dummy, "flags": dummy}
 
 
 def test_with_caching_off_the_api_resolves_reads_and_writes_through_sql(
     settings, client, django_capture_on_commit_callbacks
 ):
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    dummy = {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
+    settings.CACHES = {"default": dummy, "flags": dummy}
     assert isinstance(caches["default"], DummyCache)
     tenant = TenantFactory(slug="acme", name="Acme Ltd")
     _, secret = issue_key(tenant)

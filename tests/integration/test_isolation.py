@@ -3,7 +3,8 @@
 The suite WALKS THE URL CONF (``get_resolver()``, recursively) and runs once per route under
 ``/api/v1/``, so a route added later is covered without anyone adding it here. Tenant A gets rows
 of every ``TenantScopedModel`` (found with ``apps.get_models()``) whose text carries unique marker
-strings; tenant B gets a write key. For each route, B calls every method with every one of A's
+strings, and global rows that target A (``TARGETED_BUILDERS``: a feature flag for A alone) carry
+markers too; tenant B gets a write key. For each route, B calls every method with every one of A's
 primary keys in the path. Detail routes must answer 404 (405 for a method the route does not
 have), no answer may contain A's markers, slug or key prefixes, and A's rows must be unchanged
 afterwards. A canary per detail route shows A's own key reaching A's rows through the same
@@ -34,6 +35,7 @@ from django.urls.exceptions import Resolver404
 from django.utils import timezone
 from django.utils.regex_helper import normalize
 from rest_framework.test import APIClient
+from waffle import get_waffle_flag_model
 
 from tenants.context import current_tenant, tenant_scope
 from tenants.exceptions import TenantScopeMissing
@@ -51,6 +53,7 @@ KNOWN_ROUTES = {
     "/api/v1/api-keys/",
     "/api/v1/api-keys/<pk>/",
     "/api/v1/api-keys/<pk>/revoke/",
+    "/api/v1/flags/",
 }
 MIN_MARKER_LENGTH = 10
 
@@ -192,6 +195,18 @@ BUILDERS: dict[type[models.Model], Callable[[TenantAData], list[models.Model]]] 
 }
 
 
+def _build_targeted_flag(data: TenantAData) -> None:
+    """A feature flag (a global row) targeted at A alone, named with a marker: only A may see it."""
+    marker = _marker("flag")
+    data.markers.add(marker)
+    flag = get_waffle_flag_model().objects.create(name=marker, superusers=False)
+    flag.tenants.add(data.tenant)
+
+
+#: Global rows (not tenant-scoped) that target tenant A; their markers must reach A's key only.
+TARGETED_BUILDERS: list[Callable[[TenantAData], None]] = [_build_targeted_flag]
+
+
 class CannotBuild(Exception):
     pass
 
@@ -288,6 +303,8 @@ def make_tenant_a() -> TenantAData:
     data = TenantAData(tenant=tenant, markers={tenant_marker})
     for model in scoped_models():
         _rows_for(model, data)
+    for build in TARGETED_BUILDERS:
+        build(data)
     return data
 
 
