@@ -34,7 +34,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -42,6 +41,7 @@ from django.http import HttpRequest
 
 from config.replicas import monitor
 from tenants.context import current_tenant, unscoped
+from tenants.middleware import SyncAndAsyncMiddleware
 
 logger = logging.getLogger(__name__)
 
@@ -170,21 +170,10 @@ class ReplicaRouter:
         return db == DEFAULT_DB_ALIAS
 
 
-class ReplicaPinningMiddleware:
+class ReplicaPinningMiddleware(SyncAndAsyncMiddleware):
     """Runs each request in a ``replica_pinning_scope``; place it right after TenantMiddleware."""
 
-    sync_capable = True
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
-
-    def __call__(self, request: HttpRequest):
-        if self.is_async:
-            return self.__acall__(request)
+    def handle(self, request: HttpRequest):
         if not settings.READ_REPLICA_ALIASES:
             return self.get_response(request)
         user = getattr(request, "user", None)

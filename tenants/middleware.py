@@ -104,8 +104,12 @@ def _resolution_failure(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
-class TenantMiddleware:
-    """Sets the tenant scope around the view. Works as sync (WSGI) and async (ASGI) middleware."""
+class SyncAndAsyncMiddleware:
+    """Base of a middleware that runs under WSGI and ASGI alike, without a thread hop.
+
+    A subclass writes its sync body in ``handle`` and its async body in ``__acall__``; Django picks
+    the one that matches the chain (``get_response`` is a coroutine function under ASGI).
+    """
 
     sync_capable = True
     async_capable = True
@@ -119,6 +123,19 @@ class TenantMiddleware:
     def __call__(self, request: HttpRequest):
         if self.is_async:
             return self.__acall__(request)
+        return self.handle(request)
+
+    def handle(self, request: HttpRequest):
+        raise NotImplementedError
+
+    async def __acall__(self, request: HttpRequest):
+        raise NotImplementedError
+
+
+class TenantMiddleware(SyncAndAsyncMiddleware):
+    """Sets the tenant scope around the view. Works as sync (WSGI) and async (ASGI) middleware."""
+
+    def handle(self, request: HttpRequest):
         with unscoped():
             if failure := _resolution_failure(request):
                 return failure
