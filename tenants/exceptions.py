@@ -103,6 +103,13 @@ class QuotaExceeded(TenantsError):
     default_detail = "The tenant's plan does not allow more of this resource."
 
 
+class FileTooLarge(QuotaExceeded):
+    """A single file above the plan's ``max_file_bytes``: 413, still code ``quota_exceeded``."""
+
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "The file is larger than the tenant's plan allows."
+
+
 class LastOwner(TenantsError):
     status_code = status.HTTP_409_CONFLICT
     default_code = "last_owner"

@@ -215,3 +215,38 @@ class ApiKey(TenantScopedModel):
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+class TenantUsage(TenantScopedModel):
+    """One usage counter of a tenant: a resource in a period (``""`` for resources without one).
+
+    Written only through ``tenants.quotas`` with conditional single-statement updates, never with
+    read-compare-write, so concurrent reservations cannot take ``used`` past the tenant's limit.
+    Daily counters have ``period`` ``YYYY-MM-DD`` and monthly ones ``YYYY-MM`` (UTC): a new period
+    starts a new row, so a counter resets on time even when the clean-up job runs late.
+    """
+
+    class Resource(models.TextChoices):
+        STORAGE_BYTES = "storage_bytes", "Stored file bytes"
+        JOBS_PER_DAY = "jobs_per_day", "Background jobs per day"
+        API_CALLS_PER_MONTH = "api_calls_per_month", "API calls per month"
+
+    resource = models.CharField(max_length=32, choices=Resource.choices)
+    period = models.CharField(max_length=10, blank=True, default="")
+    used = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta(TenantScopedModel.Meta):
+        ordering = ["id"]
+        verbose_name = "tenant usage"
+        verbose_name_plural = "tenant usage"
+        constraints = [
+            *TenantScopedModel.Meta.constraints,
+            models.UniqueConstraint(
+                fields=["tenant", "resource", "period"],
+                name="tenants_tenantusage_tenant_resource_period_uniq",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.resource} {self.period or '-'}: {self.used}"

@@ -2,6 +2,7 @@
 
 Quota invariant: adding a member or an API key locks the tenant row (``SELECT ... FOR UPDATE``)
 before counting, so concurrent additions are serialised and a tenant can never pass its limit.
+Counted resources (storage, jobs, API calls) use ``tenants.quotas.quota_reserve`` instead.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from tenants.context import tenant_scope
-from tenants.exceptions import AlreadyMember, LastOwner, QuotaExceeded, UserNotFound
+from tenants.exceptions import AlreadyMember, LastOwner, UserNotFound
 from tenants.keys import generate_key, hash_key
 from tenants.models import ApiKey, Membership, Plan, Tenant
+from tenants.quotas import quota_check
 
 User = get_user_model()
 
@@ -49,15 +51,6 @@ def _lock_tenant(tenant: Tenant) -> Tenant:
     return Tenant.objects.select_for_update().select_related("plan").get(pk=tenant.pk)
 
 
-def _check_quota(*, tenant: Tenant, limit_name: str, used: int, requested: int = 1) -> None:
-    limit = tenant.limits()[limit_name]
-    if limit is not None and used + requested > limit:
-        raise QuotaExceeded(
-            f"The {tenant.plan.name} plan allows {limit} ({limit_name}).",
-            details={"resource": limit_name, "limit": limit, "used": used, "requested": requested},
-        )
-
-
 @transaction.atomic
 def membership_add(*, tenant: Tenant, email: str, role: str = Membership.Role.MEMBER) -> Membership:
     """Add an existing user, found by email (case-insensitive), to the tenant."""
@@ -68,7 +61,7 @@ def membership_add(*, tenant: Tenant, email: str, role: str = Membership.Role.ME
     with tenant_scope(locked):
         if Membership.objects.filter(user=user).exists():
             raise AlreadyMember()
-        _check_quota(tenant=locked, limit_name="max_members", used=Membership.objects.count())
+        quota_check(tenant=locked, resource="max_members", used=Membership.objects.count())
         return Membership.objects.create(user=user, role=role)
 
 
@@ -118,7 +111,7 @@ def api_key_create(
     locked = _lock_tenant(tenant)
     with tenant_scope(locked):
         active = ApiKey.objects.filter(revoked_at__isnull=True).count()
-        _check_quota(tenant=locked, limit_name="max_api_keys", used=active)
+        quota_check(tenant=locked, resource="max_api_keys", used=active)
         secret, prefix = generate_key()
         api_key = ApiKey.objects.create(
             name=name,
