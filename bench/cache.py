@@ -39,6 +39,9 @@ from tenants import services  # noqa: E402
 from tenants.cache import tenant_cache_invalidate  # noqa: E402
 from tenants.models import Plan, Tenant  # noqa: E402
 
+#: The bench tenant's overrides: no rate limit, no monthly cap (API calls are still counted).
+UNLIMITED_REQUESTS = {"requests_per_minute": None, "api_calls_per_month": None}
+
 DUMMY_CACHE = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
 
 
@@ -47,6 +50,9 @@ def _setup() -> tuple[Tenant, str]:
     tenant = Tenant.objects.filter(slug="bench-cache").first() or services.tenant_create(
         slug="bench-cache", name="Bench", plan=Plan.objects.get(code="pro")
     )
+    # This bench measures caching, not limits (bench/ratelimit.py does): never refuse a request.
+    tenant.limit_overrides = UNLIMITED_REQUESTS
+    tenant.save(update_fields=["limit_overrides", "updated_at"])
     return tenant, services.api_key_create(tenant=tenant, name="bench").secret
 
 

@@ -67,6 +67,9 @@ from tenants.cache import tenant_cache_invalidate  # noqa: E402
 from tenants.context import tenant_scope  # noqa: E402
 from tenants.models import ApiKey, Plan, Tenant  # noqa: E402
 
+#: The bench tenant's overrides: no rate limit, no monthly cap (API calls are still counted).
+UNLIMITED_REQUESTS = {"requests_per_minute": None, "api_calls_per_month": None}
+
 HOST = "127.0.0.1"
 PATH = "/api/v1/tenant/"
 SLUG = "bench-load"
@@ -138,6 +141,9 @@ def setup() -> tuple[Tenant, str]:
     tenant = Tenant.objects.filter(slug=SLUG).first() or services.tenant_create(
         slug=SLUG, name="Bench load", plan=Plan.objects.get(code="pro")
     )
+    # This bench measures caching, not limits (bench/ratelimit.py does): never refuse a request.
+    tenant.limit_overrides = UNLIMITED_REQUESTS
+    tenant.save(update_fields=["limit_overrides", "updated_at"])
     with tenant_scope(tenant):  # the plan caps active keys: do not pile them up across runs
         for old in ApiKey.objects.filter(name=KEY_NAME, revoked_at__isnull=True):
             services.api_key_revoke(api_key=old)

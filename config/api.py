@@ -8,6 +8,7 @@ through ``api_exception_handler``; Django's own 404/500 and exceptions that esca
 from __future__ import annotations
 
 import logging
+import math
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -91,9 +92,15 @@ def api_exception_handler(exc, context):
         details = getattr(exc, "details", None) or {}
         message = str(exc.detail)
     response.data = error_body(_error_code(exc), message, details)
-    if isinstance(exc, exceptions.Throttled) and exc.wait is not None:
-        response["Retry-After"] = str(int(exc.wait) + 1)
+    for name, value in (retry_after_header(exc) or {}).items():  # Throttled, RetryLater errors
+        response[name] = value
     return response
+
+
+def retry_after_header(exc: Exception) -> dict[str, str] | None:
+    """``Retry-After`` for an error that carries ``wait`` seconds (at least 1), else ``None``."""
+    wait = getattr(exc, "wait", None)
+    return {"Retry-After": str(max(math.ceil(wait), 1))} if wait is not None else None
 
 
 def _is_api(request) -> bool:
@@ -117,13 +124,12 @@ class ApiErrorMiddleware(MiddlewareMixin):
 
 
 def _api_exception_response(exc: exceptions.APIException):
-    wait = getattr(exc, "wait", None)
     return error_response(
         exc.status_code,
         _error_code(exc),
         str(exc.detail),
         getattr(exc, "details", None),
-        headers={"Retry-After": str(int(wait))} if wait else None,
+        headers=retry_after_header(exc),
     )
 
 

@@ -69,6 +69,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tenants.middleware.TenantMiddleware",
+    "tenants.api_limits.ApiLimitsMiddleware",
     "config.db_router.ReplicaPinningMiddleware",
 ]
 
@@ -120,22 +121,22 @@ _flag_cache_common = {
     "KEY_PREFIX": env("FLAG_CACHE_KEY_PREFIX", default="ils-flags"),
     "TIMEOUT": FLAG_CACHE_TIMEOUT,
 }
+_redis_cache = {
+    "BACKEND": "degradation.cache.ResilientRedisCache",
+    "LOCATION": REDIS_URL,
+    "OPTIONS": {
+        "CLIENT_CLASS": "django_redis.client.DefaultClient",
+        "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.5),
+        "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.5),
+        "FALLBACK_MAX_ENTRIES": env.int("CACHE_FALLBACK_MAX_ENTRIES", default=10_000),
+    },
+}
 if not ENABLE_CACHING:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
         "flags": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
     }
 elif REDIS_URL:
-    _redis_cache = {
-        "BACKEND": "degradation.cache.ResilientRedisCache",
-        "LOCATION": REDIS_URL,
-        "OPTIONS": {
-            "CLIENT_CLASS": "django_redis.client.DefaultClient",
-            "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.5),
-            "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.5),
-            "FALLBACK_MAX_ENTRIES": env.int("CACHE_FALLBACK_MAX_ENTRIES", default=10_000),
-        },
-    }
     CACHES = {
         "default": {**_cache_common, **_redis_cache},
         "flags": {**_flag_cache_common, **_redis_cache},
@@ -155,6 +156,34 @@ else:
             "OPTIONS": {"MAX_ENTRIES": 10_000},
         },
     }
+
+# Rate-limit and API-call counters (docs/RATELIMITS.md) get their own alias, whatever
+# ENABLE_CACHING says: global keys (no tenant KEY_FUNCTION, so a tenant's cache generation never
+# resets its window) and no local fallback, so a Redis outage is seen and RATELIMIT_FAIL_OPEN decides.
+_counter_cache_common = {"KEY_PREFIX": env("RATELIMIT_CACHE_KEY_PREFIX", default="ils-rl")}
+if REDIS_URL:
+    CACHES["ratelimit"] = {
+        **_counter_cache_common,
+        **_redis_cache,
+        "OPTIONS": {**_redis_cache["OPTIONS"], "FALLBACK": False},
+    }
+else:
+    CACHES["ratelimit"] = {
+        **_counter_cache_common,
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "ils-embedded-ratelimit",
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
+    }
+RATELIMIT_USE_CACHE = "ratelimit"
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+# Redis down: True lets requests through unlimited (logged, counted); False answers 503.
+RATELIMIT_FAIL_OPEN = env.bool("RATELIMIT_FAIL_OPEN", default=True)
+# Failed API-key attempts per client address per minute before every keyed request from it gets 429.
+RATELIMIT_AUTH_FAILURES_PER_MINUTE = env.int("RATELIMIT_AUTH_FAILURES_PER_MINUTE", default=30)
+# The monthly API-call count is written to the database every N calls (tenants/api_calls.py).
+API_CALLS_FLUSH_EVERY = max(1, env.int("API_CALLS_FLUSH_EVERY", default=100))
+# Behind a proxy: the META key holding the client address, e.g. HTTP_X_REAL_IP (django-ratelimit).
+RATELIMIT_IP_META_KEY = env("RATELIMIT_IP_META_KEY", default=None)
 
 # --- Feature flags: django-waffle (docs/DEGRADATION.md "Feature flags") -------------------------
 # The flag model is chosen once, before the first migrate: it cannot change later.
@@ -207,6 +236,8 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.IsTenantMember"],
+    # Per-tenant rate limits on every /api/v1/ view (docs/RATELIMITS.md).
+    "DEFAULT_THROTTLE_CLASSES": ["tenants.api_limits.TenantRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "config.api.ApiCursorPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

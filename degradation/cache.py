@@ -20,6 +20,11 @@ counters (``outage_counters()``) and ``cache_status()`` for the readiness probe.
 
 Other django-redis methods (``ttl``, ``lock``, ``keys``...) are not guarded and raise while Redis
 is down.
+
+With ``OPTIONS["FALLBACK"] = False`` there is no local cache: while Redis is down (or its breaker
+is open) every operation raises ``CacheUnavailable``, a ``redis`` ``ConnectionError``, at once. For
+data that must not be counted per process without the caller knowing, such as rate-limit counters
+(``tenants.ratelimits`` then applies ``RATELIMIT_FAIL_OPEN``).
 """
 
 from __future__ import annotations
@@ -45,6 +50,12 @@ from degradation.breakers import Breaker, Snapshot, breaker
 logger = logging.getLogger(__name__)
 
 REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, TimeoutError)
+
+
+class CacheUnavailable(RedisConnectionError):
+    """Redis is down or its breaker is open, and the cache has no local fallback."""
+
+
 _DELETE_CHUNK = 1000
 
 
@@ -153,7 +164,7 @@ class ResilientRedisCache(RedisCache):
     """``RedisCache`` that falls back to a local memory cache while Redis is unreachable.
 
     Extra ``OPTIONS``: ``BREAKER_FAILURES`` and ``BREAKER_COOLDOWN`` (default: the ``redis``
-    breaker's settings),
+    breaker's settings), ``FALLBACK`` (``True``; ``False`` raises ``CacheUnavailable`` instead),
     ``FALLBACK_MAX_ENTRIES`` (10000), ``FALLBACK_MAX_DIRTY_KEYS`` (100000).
     """
 
@@ -163,6 +174,7 @@ class ResilientRedisCache(RedisCache):
         cooldown = options.pop("BREAKER_COOLDOWN", None)
         max_entries = options.pop("FALLBACK_MAX_ENTRIES", 10_000)
         max_dirty = options.pop("FALLBACK_MAX_DIRTY_KEYS", 100_000)
+        self.falls_back = options.pop("FALLBACK", True)
         super().__init__(server, {**params, "OPTIONS": options})
         location = _redacted(server)
         _redis_breaker(server, failures, cooldown)
@@ -183,6 +195,12 @@ class ResilientRedisCache(RedisCache):
                 return getattr(super(), name)(*args, **kwargs)
             except REDIS_DOWN as error:
                 self.outage.failed(error)
+                if not self.falls_back:
+                    raise CacheUnavailable(
+                        f"Redis {self.outage.location} is unreachable"
+                    ) from error
+        if not self.falls_back:
+            raise CacheUnavailable(f"Redis {self.outage.location} is down (breaker open)")
         version = kwargs.get("version")
         # Made before taking the outage lock: the key function may read a generation through us.
         self.outage.served_locally([self._fallback.make_key(key, version) for key in written])

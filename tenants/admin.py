@@ -14,29 +14,63 @@ Tenancy rules here:
 from __future__ import annotations
 
 from django.contrib import admin, messages
-from django.db.models import Count, OuterRef, Q, QuerySet, Subquery
-from django.db.models.functions import Coalesce, Now
+from django.db.models import Q, QuerySet
+from django.db.models.functions import Now
 from django.http import HttpRequest
+from django.template.defaultfilters import filesizeformat
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from tenants import services
+from tenants.admin_usage import NEAR_LIMIT, UsageFilter, count_per_tenant, near_limit_expression
 from tenants.context import tenant_scope
 from tenants.forms import ApiKeyAdminForm, MembershipAdminForm, TenantAdminForm
 from tenants.models import LIMIT_FIELDS, ApiKey, Membership, Plan, Tenant
+from tenants.selectors import QuotaLine, quota_report
 
 admin.site.site_header = admin.site.site_title = "ILS platform admin"
 admin.site.index_title = "Operations"
 
 
-def _count_per_tenant(model, **filters) -> Coalesce:
-    """A correlated ``COUNT`` of the tenant's rows: one query for the page, no join fan-out."""
-    rows = (
-        model.all_tenants.filter(tenant=OuterRef("pk"), **filters)
-        .order_by()
-        .values("tenant")
-        .annotate(n=Count("pk"))
-        .values("n")
-    )
-    return Coalesce(Subquery(rows), 0)
+#: How a quota's figures read on the tenant's change page.
+_QUOTA_LABELS = {
+    "max_members": "Members",
+    "max_api_keys": "Active API keys",
+    "storage_bytes": "Stored bytes",
+    "max_file_bytes": "Bytes per file",
+    "jobs_per_day": "Jobs today",
+    "api_calls_per_month": "API calls this month",
+}
+
+
+def _amount(resource: str, value: int) -> str:
+    text = f"{value:,}"
+    return f"{text} ({filesizeformat(value)})" if resource.endswith("_bytes") else text
+
+
+def _usage_row(line: QuotaLine) -> tuple[str, str, SafeString, str]:
+    label = _QUOTA_LABELS.get(line.resource, line.resource)
+    limit = "unlimited" if line.limit is None else _amount(line.resource, line.limit)
+    if line.used is None:
+        figures = f"per file, at most {limit}"
+    else:
+        figures = f"{_amount(line.resource, line.used)} / {limit}"
+    percent = line.percent
+    if percent is None:
+        bar = format_html("{}", "")
+    else:
+        colour = "#ba2121" if percent >= 100 else "#c78a00" if percent >= 80 else "#417690"
+        bar = format_html(
+            '<span class="quota-bar" title="{}%" style="display:inline-block;width:120px;'
+            'height:10px;background:#eee;border:1px solid #ccc;vertical-align:middle">'
+            '<span style="display:block;height:100%;width:{}%;background:{}"></span></span> {}%',
+            percent,
+            min(percent, 100),
+            colour,
+            percent,
+        )
+    resets = f"resets {line.resets_at:%Y-%m-%d %H:%M} UTC" if line.resets_at else ""
+    return label, figures, bar, resets
 
 
 class AllTenantsAdmin(admin.ModelAdmin):
@@ -82,13 +116,23 @@ class TenantAdmin(admin.ModelAdmin):
         "status",
         "members_count",
         "active_api_keys_count",
+        "near_limit",
         "created_at",
     )
-    list_filter = ("plan", "status")
+    list_filter = ("plan", "status", UsageFilter)
     list_select_related = ("plan",)
     search_fields = ("slug", "name")
-    fields = ("slug", "name", "plan", "status", "limit_overrides", "created_at", "updated_at")
-    readonly_fields = ("created_at", "updated_at")
+    fields = (
+        "slug",
+        "name",
+        "plan",
+        "status",
+        "limit_overrides",
+        "usage",
+        "created_at",
+        "updated_at",
+    )
+    readonly_fields = ("usage", "created_at", "updated_at")
     actions = ("suspend_tenants", "reactivate_tenants")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -96,10 +140,15 @@ class TenantAdmin(admin.ModelAdmin):
             super()
             .get_queryset(request)
             .annotate(
-                members_count=_count_per_tenant(Membership),
-                active_api_keys_count=_count_per_tenant(ApiKey, revoked_at__isnull=True),
+                members_count=count_per_tenant(Membership),
+                active_api_keys_count=count_per_tenant(ApiKey, revoked_at__isnull=True),
+                **{NEAR_LIMIT: near_limit_expression()},
             )
         )
+
+    def get_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
+        fields = tuple(super().get_fields(request, obj))
+        return fields if obj is not None else tuple(f for f in fields if f != "usage")
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
         # The slug names the tenant's subdomain, cache keys and API answers: fixed once made.
@@ -112,6 +161,27 @@ class TenantAdmin(admin.ModelAdmin):
     @admin.display(description="Active API keys", ordering="active_api_keys_count")
     def active_api_keys_count(self, tenant: Tenant) -> int:
         return tenant.active_api_keys_count
+
+    @admin.display(description="Near limit", ordering=NEAR_LIMIT)
+    def near_limit(self, tenant: Tenant) -> str:
+        """The highest percentage over the counted quotas (``tenants.admin_usage``)."""
+        percent = getattr(tenant, NEAR_LIMIT)
+        return "-" if percent is None else f"{percent}%"
+
+    @admin.display(description="Usage")
+    def usage(self, tenant: Tenant) -> str:
+        """Each quota: used / limit and a bar, from ``selectors.quota_report`` (live figures).
+
+        Read from the saved row: a form sent back with errors has put its unsaved (maybe invalid)
+        plan and overrides on ``tenant``.
+        """
+        saved = Tenant.objects.select_related("plan").get(pk=tenant.pk)
+        rows = format_html_join(
+            "\n",
+            "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (_usage_row(line) for line in quota_report(saved)),
+        )
+        return format_html('<table class="quota-usage">{}</table>', rows)
 
     def _set_status(self, request: HttpRequest, queryset: QuerySet, status: Tenant.Status) -> None:
         changed = 0
@@ -197,12 +267,13 @@ class ApiKeyAdmin(AllTenantsAdmin):
     list_select_related = ("tenant",)
     search_fields = ("name", "prefix", "tenant__slug")
     actions = ("revoke_keys",)
-    add_fields = ("tenant", "name", "scopes", "expires_at")
+    add_fields = ("tenant", "name", "scopes", "expires_at", "requests_per_minute")
     change_fields = (
         "tenant",
         "name",
         "prefix",
         "scopes",
+        "requests_per_minute",
         "created_by",
         "created_at",
         "last_used_at",
@@ -230,6 +301,7 @@ class ApiKeyAdmin(AllTenantsAdmin):
             scopes=form.cleaned_data["scopes"],
             expires_at=obj.expires_at,
             created_by=request.user,
+            requests_per_minute=obj.requests_per_minute,
         )
         obj.pk = issued.api_key.pk
         obj.refresh_from_db()

@@ -1,4 +1,4 @@
-"""Tenant API (``/api/v1/``): the current tenant, its members and its API keys.
+"""Tenant API (``/api/v1/``): the current tenant, its usage, its members and its API keys.
 
 Every queryset here goes through ``Model.objects``, the scoped manager, so it can only ever see the
 request's tenant; the isolation suite (tests/integration/test_isolation.py) proves it per route.
@@ -13,7 +13,7 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from tenants import selectors, services
+from tenants import ratelimits, selectors, services
 from tenants.cache import tenant_cached_view
 from tenants.models import ApiKey, Membership, Tenant
 from tenants.serializers import (
@@ -23,8 +23,10 @@ from tenants.serializers import (
     MembershipCreateSerializer,
     MembershipSerializer,
     MembershipUpdateSerializer,
+    QuotaLineSerializer,
     TenantSerializer,
     TenantUpdateSerializer,
+    UsageSerializer,
 )
 
 ID_PATTERN = r"[0-9]{1,18}"
@@ -49,6 +51,20 @@ class TenantView(GenericAPIView):
         return self._answer(
             services.tenant_update(tenant=tenant, name=serializer.validated_data["name"])
         )
+
+
+class UsageView(GenericAPIView):
+    """The tenant's quotas (limit, used, reset time) and what is left of its rate limits."""
+
+    serializer_class = UsageSerializer
+
+    def get(self, request):
+        lines = selectors.quota_report(request.tenant)
+        body = {
+            "quotas": {line.resource: QuotaLineSerializer(line).data for line in lines},
+            "rate_limit": ratelimits.current_budget(request._request),
+        }
+        return Response(body)
 
 
 def _caller_is_owner(request) -> bool:

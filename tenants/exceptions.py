@@ -125,3 +125,30 @@ class AlreadyMember(TenantsError):
 class UserNotFound(TenantsError):
     default_code = "user_not_found"
     default_detail = "No user has that email address. The user must sign up first."
+
+
+class RetryLater(TenantsError):
+    """An error the caller should retry after ``wait`` seconds (sent as ``Retry-After``)."""
+
+    default_wait = 1
+
+    def __init__(self, message: str | None = None, *, wait: int | None = None, **kwargs: Any):
+        super().__init__(message, **kwargs)
+        self.wait = wait if wait is not None else self.default_wait
+
+
+class TooManyFailedAttempts(RetryLater):
+    """Too many failed API-key attempts from the client's address in the current minute."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "too_many_failed_attempts"
+    default_detail = "Too many failed API-key attempts from this address. Retry later."
+
+
+class RateLimitUnavailable(RetryLater):
+    """The rate-limit counters are unreachable and ``RATELIMIT_FAIL_OPEN`` is off."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "rate_limit_unavailable"
+    default_detail = "Rate limits cannot be checked right now. Retry shortly."
+    default_wait = 5

@@ -111,7 +111,7 @@ class ApiKeyAdminForm(TenantOwnedAdminForm):
 
     class Meta(TenantOwnedAdminForm.Meta):
         model = ApiKey
-        fields = ("name", "scopes", "expires_at")
+        fields = ("name", "scopes", "expires_at", "requests_per_minute")
 
     def clean_expires_at(self):
         expires_at = self.cleaned_data.get("expires_at")

@@ -1,6 +1,7 @@
 """Resolve the request's tenant and run the rest of the request inside its scope.
 
-Order: an API key (``Authorization: Bearer``) decides the tenant; otherwise the subdomain of
+Order: an API key (``Authorization: Bearer``) decides the tenant (unless its client address has
+failed too many key attempts: ``tenants.ratelimits``); otherwise the subdomain of
 ``TENANT_BASE_DOMAIN``; otherwise an ``X-Tenant`` header, which only a signed-in member of that
 tenant or a staff user may use. A key naming a tenant other than the subdomain or header gets 403.
 
@@ -15,7 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
-from tenants import exceptions, resolution
+from tenants import exceptions, ratelimits, resolution
 from tenants.context import tenant_scope, unscoped
 from tenants.http import database_error_response, error_response
 from tenants.models import RESERVED_SLUGS, Tenant
@@ -60,8 +61,10 @@ def resolve_request(request: HttpRequest) -> None:
     token = _bearer_token(request)
 
     if token is not None:
+        ratelimits.refuse_if_guessing(request)
         found = resolution.resolve_api_key(token)
         if found.error:
+            ratelimits.record_failed_attempt(request)
             raise _KEY_ERRORS[found.error]()
         tenant = resolution.get_tenant(found.api_key.tenant_id)
         if tenant is None:  # deleted since the key was cached
@@ -93,7 +96,9 @@ def _resolution_failure(request: HttpRequest) -> HttpResponse | None:
     try:
         resolve_request(request)
     except exceptions.TenantsError as error:
-        headers = {"WWW-Authenticate": 'Bearer realm="api"'} if error.status_code == 401 else None
+        headers = {"WWW-Authenticate": 'Bearer realm="api"'} if error.status_code == 401 else {}
+        if (wait := getattr(error, "wait", None)) is not None:
+            headers["Retry-After"] = str(max(wait, 1))
         return error_response(
             error.status_code, error.default_code, str(error.detail), error.details, headers
         )

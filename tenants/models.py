@@ -25,6 +25,13 @@ LIMIT_FIELDS = (
     "api_calls_per_month",
 )
 
+#: The largest limit a plan or an override may set. Not a business rule (typos such as an extra
+#: zero are not its concern): it refuses overflow-ish nonsense. It fits ``PositiveBigIntegerField``
+#: with room to spare, so ``used * 100`` (percentages, computed in SQL bigint by
+#: ``tenants.admin_usage``) and a counter past its limit cannot overflow, and an override in the
+#: JSON always casts to a bigint. 10**15 is a petabyte of storage or a million billion calls.
+MAX_LIMIT_VALUE = 10**15
+
 RESERVED_SLUGS = frozenset(
     {"www", "api", "admin", "static", "media", "health", "metrics", "app", "mail", "status"}
 )
@@ -65,12 +72,23 @@ class Plan(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """The limits are at most ``MAX_LIMIT_VALUE`` (a check here, not a field validator, so
+        that it needs no migration)."""
+        errors = {
+            name: f"{name} must be at most {MAX_LIMIT_VALUE} (10**15); leave it empty for unlimited."
+            for name in LIMIT_FIELDS
+            if getattr(self, name) is not None and getattr(self, name) > MAX_LIMIT_VALUE
+        }
+        if errors:
+            raise ValidationError(errors)
+
     def limits(self) -> dict[str, int | None]:
         return {name: getattr(self, name) for name in LIMIT_FIELDS}
 
 
 def validate_limit_overrides(value: object) -> None:
-    """Overrides are ``{limit_name: non-negative int or null}`` with known limit names only."""
+    """Overrides are ``{limit_name: int in 0..MAX_LIMIT_VALUE or null}`` with known names only."""
     if not isinstance(value, dict):
         raise ValidationError("Limit overrides must be an object.")
     unknown = sorted(set(value) - set(LIMIT_FIELDS))
@@ -81,6 +99,11 @@ def validate_limit_overrides(value: object) -> None:
             isinstance(limit, bool) or not isinstance(limit, int) or limit < 0
         ):
             raise ValidationError(f"{name} must be a non-negative integer or null.")
+        if limit is not None and limit > MAX_LIMIT_VALUE:
+            raise ValidationError(
+                f"{name} must be at most {MAX_LIMIT_VALUE} (10**15), not {limit}; "
+                "use null for unlimited."
+            )
 
 
 class Tenant(models.Model):
@@ -189,6 +212,11 @@ class ApiKey(TenantScopedModel):
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    requests_per_minute = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="This key's own budget, within the tenant's (docs/RATELIMITS.md). Empty: none.",
+    )
 
     class Meta(TenantScopedModel.Meta):
         ordering = ["id"]

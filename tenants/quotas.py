@@ -21,6 +21,8 @@ Invariants (money and fairness depend on them):
 * ``max_file_bytes`` is a per-file check, not a counter: a larger file raises ``FileTooLarge``
   (413). ``max_members`` and ``max_api_keys`` are counted from their rows under the tenant's row
   lock by ``tenants.services``, through ``quota_check``.
+* A request that leaves a counter at 80% or more of its limit gets a ``Quota-Warning`` header
+  (``collect_quota_warnings``, opened by ``tenants.api_limits.ApiLimitsMiddleware``).
 * ``quota_threshold_crossed`` is sent once per crossing of 80% and 100% of a limit: the counter
   before and after a reservation are read under the row lock the reservation holds, so exactly one
   reservation sees each crossing. It is sent after the block succeeds and the transaction commits.
@@ -31,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -62,6 +65,46 @@ THRESHOLDS = (80, 100)
 
 #: Sent with ``sender=TenantUsage`` and ``tenant``, ``resource``, ``percent``, ``used``, ``limit``.
 quota_threshold_crossed = Signal()
+
+
+@dataclass(frozen=True)
+class QuotaWarning:
+    """A counter at or above the first threshold (80%) of its limit after this request's work."""
+
+    resource: str
+    used: int
+    limit: int
+
+    @property
+    def percent(self) -> int:
+        return 100 if self.limit == 0 else self.used * 100 // self.limit
+
+    def header_value(self) -> str:
+        return f"{self.resource}; used={self.used}; limit={self.limit}; percent={self.percent}"
+
+
+_warnings: ContextVar[dict[str, QuotaWarning] | None] = ContextVar(
+    "ils_quota_warnings", default=None
+)
+
+
+@contextmanager
+def collect_quota_warnings() -> Iterator[dict[str, QuotaWarning]]:
+    """Collect, per resource, the warnings of the reservations made in the block (one request)."""
+    collected: dict[str, QuotaWarning] = {}
+    token = _warnings.set(collected)
+    try:
+        yield collected
+    finally:
+        _warnings.reset(token)
+
+
+def note_usage(resource: str, used: int, limit: int | None) -> None:
+    """Record ``used`` of ``limit`` for the collecting request when it is at 80% or more."""
+    collected = _warnings.get()
+    if collected is None or limit is None or used * 100 < THRESHOLDS[0] * limit:
+        return
+    collected[resource] = QuotaWarning(resource, used, limit)
 
 
 @dataclass
@@ -110,9 +153,10 @@ def _check_amount(amount: int) -> None:
         raise ValueError(f"A quota amount is a non-negative integer, not {amount!r}.")
 
 
-def _exceeded(
+def exceeded_error(
     tenant: Tenant, resource: str, limit: int, used: int, requested: int
 ) -> QuotaExceeded:
+    """The error of a refused request: 403 ``quota_exceeded`` (413 for a file's size)."""
     error = FileTooLarge if resource == MAX_FILE_BYTES else QuotaExceeded
     return error(
         f"The {tenant.plan.name} plan allows {limit} ({resource}).",
@@ -128,10 +172,12 @@ def quota_check(*, tenant: Tenant, resource: str, used: int, requested: int = 1)
     """
     limit = tenant.limits()[resource]
     if limit is not None and used + requested > limit:
-        raise _exceeded(tenant, resource, limit, used, requested)
+        raise exceeded_error(tenant, resource, limit, used, requested)
+    note_usage(resource, used + requested, limit)
 
 
-def _crossed(before: int, after: int, limit: int) -> list[int]:
+def thresholds_crossed(before: int, after: int, limit: int) -> list[int]:
+    """The ``THRESHOLDS`` percentages a counter passed going from ``before`` to ``after``."""
     if limit <= 0:
         return []
     return [p for p in THRESHOLDS if before * 100 < p * limit <= after * 100]
@@ -142,7 +188,7 @@ def _reserve(tenant: Tenant, resource: str, amount: int, now: datetime | None) -
     limit = tenant.limits().get(resource) if resource in (*COUNTERS, MAX_FILE_BYTES) else None
     if resource == MAX_FILE_BYTES:
         if limit is not None and amount > limit:
-            raise _exceeded(tenant, resource, limit, 0, amount)
+            raise exceeded_error(tenant, resource, limit, 0, amount)
         return Reservation(tenant, resource, "", amount, limit=limit)
     period = period_key(resource, now)
     reservation = Reservation(tenant, resource, period, amount, limit=limit)
@@ -169,9 +215,9 @@ def _reserve(tenant: Tenant, resource: str, amount: int, now: datetime | None) -
         if updated:
             reservation.counted = amount
             reservation.used = after
-            reservation.crossed = _crossed(after - amount, after, limit)
+            reservation.crossed = thresholds_crossed(after - amount, after, limit)
             return reservation
-    raise _exceeded(tenant, resource, limit, _used(tenant.pk, resource, period), amount)
+    raise exceeded_error(tenant, resource, limit, _used(tenant.pk, resource, period), amount)
 
 
 def _announce(reservation: Reservation) -> None:
@@ -217,6 +263,8 @@ def quota_reserve(
     except BaseException:
         _undo(reservation)
         raise
+    if reservation.used is not None:
+        note_usage(resource, reservation.used, reservation.limit)
     if reservation.crossed:
         transaction.on_commit(lambda: _announce(reservation), robust=True)
 
@@ -236,6 +284,17 @@ def quota_release(
     _counter(tenant.pk, resource, period).update(
         used=Greatest(F("used") - Value(amount), Value(0)), updated_at=now or timezone.now()
     )
+
+
+def quota_raise_to(tenant: Tenant, resource: str, used: int, *, period: str) -> None:
+    """Bring the counter up to ``used`` if it is below (never down): for counts kept elsewhere
+    first, such as the API calls counted in the counter store (``tenants.api_calls``)."""
+    _check_amount(used)
+    rows = _counter(tenant.pk, resource, period)
+    raised = Greatest(F("used"), Value(used))
+    if not rows.update(used=raised, updated_at=timezone.now()):
+        _ensure_counter(tenant.pk, resource, period)
+        rows.update(used=raised, updated_at=timezone.now())
 
 
 def quota_usage(tenant: Tenant, resource: str, *, now: datetime | None = None) -> int:

@@ -65,10 +65,15 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "created_at",
             "last_used_at",
             "expires_at",
+            "requests_per_minute",
             "revoked",
             "revoked_at",
         ]
         read_only_fields = fields
+
+
+#: Far above any plan's budget: a larger number is a typo, not a rate.
+MAX_KEY_REQUESTS_PER_MINUTE = 10_000_000
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
@@ -79,6 +84,14 @@ class ApiKeyCreateSerializer(serializers.Serializer):
         default=[ApiKey.Scope.READ, ApiKey.Scope.WRITE],
     )
     expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    requests_per_minute = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        max_value=MAX_KEY_REQUESTS_PER_MINUTE,
+        help_text="The key's own per-minute budget, within the tenant's. Empty: the tenant's.",
+    )
 
     def validate_expires_at(self, value):
         if value is not None and value <= timezone.now():
@@ -93,3 +106,26 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
     class Meta(ApiKeySerializer.Meta):
         fields = [*ApiKeySerializer.Meta.fields, "key"]
+
+
+class QuotaLineSerializer(serializers.Serializer):
+    limit = serializers.IntegerField(allow_null=True, help_text="Empty: unlimited.")
+    used = serializers.IntegerField(allow_null=True, help_text="Empty for a per-file limit.")
+    percent = serializers.IntegerField(allow_null=True)
+    resets_at = serializers.DateTimeField(allow_null=True, help_text="Empty: never resets.")
+
+
+class RateBudgetSerializer(serializers.Serializer):
+    limit = serializers.IntegerField()
+    remaining = serializers.IntegerField()
+    reset = serializers.IntegerField(help_text="Seconds until the window ends.")
+
+
+class UsageSerializer(serializers.Serializer):
+    """Documents ``GET /api/v1/usage/``: quotas by resource, rate budgets by subject and group."""
+
+    quotas = serializers.DictField(child=QuotaLineSerializer())
+    rate_limit = serializers.DictField(
+        child=serializers.DictField(child=RateBudgetSerializer(allow_null=True)),
+        help_text='"tenant" (and "api_key" when the key has its own limit): reads, writes, uploads.',
+    )

@@ -106,6 +106,7 @@ def api_key_create(
     scopes: list[str] | None = None,
     expires_at: datetime | None = None,
     created_by=None,
+    requests_per_minute: int | None = None,
 ) -> IssuedApiKey:
     """Create a key (read and write unless told otherwise); the secret is returned once."""
     locked = _lock_tenant(tenant)
@@ -120,6 +121,7 @@ def api_key_create(
             scopes=sorted(set(scopes or [ApiKey.Scope.READ, ApiKey.Scope.WRITE])),
             expires_at=expires_at,
             created_by=created_by if getattr(created_by, "pk", None) else None,
+            requests_per_minute=requests_per_minute,
         )
     return IssuedApiKey(api_key=api_key, secret=secret)
 

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from tenants.api import ApiKeyViewSet, MemberViewSet, TenantView
+from tenants.api import ApiKeyViewSet, MemberViewSet, TenantView, UsageView
 
 router = SimpleRouter()
 router.register("members", MemberViewSet, basename="member")
@@ -9,5 +9,6 @@ router.register("api-keys", ApiKeyViewSet, basename="api-key")
 
 urlpatterns = [
     path("tenant/", TenantView.as_view(), name="tenant"),
+    path("usage/", UsageView.as_view(), name="usage"),
     *router.urls,
 ]

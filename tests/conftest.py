@@ -7,11 +7,14 @@ cache is Redis; otherwise tests marked ``postgres`` or ``redis`` are skipped whe
 from __future__ import annotations
 
 import os
+import types
+from contextlib import suppress
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.db import connection
+from redis.exceptions import ConnectionError as RedisConnectionError
 from rest_framework.test import APIClient
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
@@ -42,14 +45,19 @@ def pytest_runtest_setup(item):
             pytest.skip(f"needs {marker}; run with `make test`")
 
 
+def _clear_caches() -> None:
+    cache.clear()
+    caches["flags"].clear()
+    with suppress(RedisConnectionError):  # the counters have no fallback while Redis is stopped
+        caches["ratelimit"].clear()
+
+
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    """Cached resolutions and flags must not outlive the rows of the test that made them."""
-    cache.clear()
-    caches["flags"].clear()
+    """Cached resolutions, flags and rate-limit counters must not outlive the test that made them."""
+    _clear_caches()
     yield
-    cache.clear()
-    caches["flags"].clear()
+    _clear_caches()
 
 
 @pytest.fixture(autouse=True)
@@ -66,3 +74,20 @@ def api_client() -> APIClient:
 @pytest.fixture
 def db_vendor() -> str:
     return connection.vendor
+
+
+class PinnedClock:
+    """django-ratelimit's clock, pinned: windows never end mid-test; move ``now`` to end one."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def ratelimit_clock(monkeypatch) -> PinnedClock:
+    pinned = PinnedClock(1_800_000_000.0)
+    monkeypatch.setattr("django_ratelimit.core.time", types.SimpleNamespace(time=pinned.time))
+    return pinned

@@ -36,19 +36,24 @@ URL = "/api/v1/tenant/"
 
 
 def _resilient_caches(url: str, *, failures: int, cooldown: float) -> dict:
+    """The default cache and the rate-limit counters (no fallback: they fail open) on ``url``."""
+    redis = {
+        "BACKEND": "degradation.cache.ResilientRedisCache",
+        "LOCATION": url,
+        "OPTIONS": {
+            "SOCKET_CONNECT_TIMEOUT": 0.2,
+            "SOCKET_TIMEOUT": 0.2,
+            "BREAKER_FAILURES": failures,
+            "BREAKER_COOLDOWN": cooldown,
+        },
+    }
     return {
-        "default": {
-            "BACKEND": "degradation.cache.ResilientRedisCache",
-            "LOCATION": url,
-            "KEY_PREFIX": "ils",
-            "KEY_FUNCTION": "tenants.cache.make_key",
-            "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 0.2,
-                "SOCKET_TIMEOUT": 0.2,
-                "BREAKER_FAILURES": failures,
-                "BREAKER_COOLDOWN": cooldown,
-            },
-        }
+        "default": {**redis, "KEY_PREFIX": "ils", "KEY_FUNCTION": "tenants.cache.make_key"},
+        "ratelimit": {
+            **redis,
+            "KEY_PREFIX": "ils-rl",
+            "OPTIONS": {**redis["OPTIONS"], "FALLBACK": False},
+        },
     }
 
 
@@ -130,7 +135,11 @@ def test_with_redis_stopped_the_api_answers_health_is_degraded_and_redis_is_used
             assert outage["outages"] == 1
             assert outage["errors"] >= 2
             assert outage["fallback_calls"] > 0
-            unreachable = [r for r in caplog.records if "unreachable" in r.getMessage()]
+            unreachable = [
+                r
+                for r in caplog.records
+                if r.name == "degradation.cache" and "unreachable" in r.getMessage()
+            ]
             assert len(unreachable) == 1  # one line per outage, not one per call
 
             process = _start_redis(_port(url))  # a new server on the same port

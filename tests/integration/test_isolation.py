@@ -37,9 +37,10 @@ from django.utils.regex_helper import normalize
 from rest_framework.test import APIClient
 from waffle import get_waffle_flag_model
 
+from tenants import quotas
 from tenants.context import current_tenant, tenant_scope
 from tenants.exceptions import TenantScopeMissing
-from tenants.models import ApiKey, Membership, Tenant
+from tenants.models import ApiKey, Membership, Tenant, TenantUsage
 from tenants.scoping import TenantScopedModel
 from tests.factories import MembershipFactory, TenantFactory, UserFactory, issue_key, key_client
 
@@ -48,6 +49,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 #: The routes the walker must find (templates, parameters as <name>).
 KNOWN_ROUTES = {
     "/api/v1/tenant/",
+    "/api/v1/usage/",
     "/api/v1/members/",
     "/api/v1/members/<pk>/",
     "/api/v1/api-keys/",
@@ -188,10 +190,25 @@ def _build_api_keys(data: TenantAData) -> list[ApiKey]:
     return rows
 
 
+def _build_usage(data: TenantAData) -> list[TenantUsage]:
+    """Usage counters whose values are markers: numbers only A's usage answer may show."""
+    rows = []
+    for resource in (quotas.STORAGE_BYTES, quotas.JOBS_PER_DAY):
+        used = secrets.randbelow(9 * 10**12) + 10**12  # 13 digits: never a count B could have
+        data.markers.add(str(used))
+        rows.append(
+            TenantUsage.all_tenants.create(
+                tenant=data.tenant, resource=resource, period=quotas.period_key(resource), used=used
+            )
+        )
+    return rows
+
+
 #: Explicit builders for models the generic builder cannot fill sensibly.
 BUILDERS: dict[type[models.Model], Callable[[TenantAData], list[models.Model]]] = {
     Membership: _build_memberships,
     ApiKey: _build_api_keys,
+    TenantUsage: _build_usage,
 }
 
 

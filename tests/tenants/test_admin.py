@@ -180,6 +180,11 @@ def test_tenant_add_page_creates_a_tenant(staff_client):
         ('{"bogus_limit": 5}', "Unknown limits: bogus_limit."),
         ('{"max_members": -1}', "max_members must be a non-negative integer or null."),
         ("[1, 2]", "Limit overrides must be an object."),
+        (
+            '{"jobs_per_day": 1000000000000001}',
+            "jobs_per_day must be at most 1000000000000000 (10**15), not 1000000000000001; "
+            "use null for unlimited.",
+        ),
     ],
 )
 def test_limit_overrides_are_validated(staff_client, overrides, error):
@@ -382,7 +387,7 @@ def test_adding_a_key_in_admin_shows_its_secret_once(staff_client):
 
     response = staff_client.post(
         _url("apikey", "add"),
-        {"tenant": tenant.pk, "name": "from admin", "scopes": ["read"]},
+        {"tenant": tenant.pk, "name": "from admin", "scopes": ["read"], "requests_per_minute": 7},
         follow=True,
     )
 
@@ -393,11 +398,12 @@ def test_adding_a_key_in_admin_shows_its_secret_once(staff_client):
     assert any("Copy it now; it will not be shown again" in note for note in notes)
     api_key = ApiKey.all_tenants.get(tenant=tenant)
     assert api_key.secret_hash == hash_key(secrets[0])
-    assert (api_key.name, api_key.scopes, api_key.created_by.username) == (
-        "from admin",
-        ["read"],
-        "staff",
-    )
+    assert (
+        api_key.name,
+        api_key.scopes,
+        api_key.created_by.username,
+        api_key.requests_per_minute,
+    ) == ("from admin", ["read"], "staff", 7)
     assert key_client(secrets[0]).get("/api/v1/tenant/").json()["slug"] == tenant.slug
     assert secrets[0] not in staff_client.get(_url("apikey")).text
     assert secrets[0] not in staff_client.get(_url("apikey", "change", api_key.pk)).text

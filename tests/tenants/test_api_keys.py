@@ -18,6 +18,7 @@ pytestmark = pytest.mark.django_db
 URL = "/api/v1/api-keys/"
 PUBLIC_FIELDS = {
     "id",
+    "requests_per_minute",
     "name",
     "prefix",
     "scopes",
@@ -252,3 +253,24 @@ def test_a_signed_in_plain_member_cannot_create_keys(tenant):
 
     assert_error(response, 403, "permission_denied")
     assert not ApiKey.all_tenants.filter(tenant=tenant).exists()
+
+
+def test_a_key_may_be_created_with_its_own_rate_limit(writer):
+    response = writer.post(URL, {"name": "batch", "requests_per_minute": 30}, format="json")
+
+    assert response.status_code == 201, response.content
+    assert response.json()["requests_per_minute"] == 30
+    assert ApiKey.all_tenants.get(pk=response.json()["id"]).requests_per_minute == 30
+    limited = key_client(response.json()["key"]).get("/api/v1/tenant/")
+    assert limited["RateLimit-Limit"] == "30"
+
+
+@pytest.mark.parametrize("value", [-1, "lots", 10_000_001, 1.5])
+def test_a_bad_key_rate_limit_is_invalid(writer, value):
+    before = ApiKey.all_tenants.count()
+
+    response = writer.post(URL, {"name": "batch", "requests_per_minute": value}, format="json")
+
+    error = assert_error(response, 400, "invalid")
+    assert "requests_per_minute" in error["details"]
+    assert ApiKey.all_tenants.count() == before

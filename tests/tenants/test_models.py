@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from tenants.models import Tenant
+from tenants.models import MAX_LIMIT_VALUE, Tenant
 from tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +30,14 @@ def test_invalid_and_reserved_slugs_are_rejected(slug):
 
 @pytest.mark.parametrize(
     "overrides",
-    [[], {"max_members": -1}, {"max_members": "5"}, {"no_such_limit": 1}, {"max_members": True}],
+    [
+        [],
+        {"max_members": -1},
+        {"max_members": "5"},
+        {"no_such_limit": 1},
+        {"max_members": True},
+        {"storage_bytes": MAX_LIMIT_VALUE + 1},
+    ],
 )
 def test_bad_limit_overrides_are_rejected(overrides):
     tenant = TenantFactory()
