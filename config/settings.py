@@ -125,7 +125,6 @@ _redis_cache = {
     "BACKEND": "degradation.cache.ResilientRedisCache",
     "LOCATION": REDIS_URL,
     "OPTIONS": {
-        "CLIENT_CLASS": "django_redis.client.DefaultClient",
         "SOCKET_CONNECT_TIMEOUT": env.float("REDIS_CONNECT_TIMEOUT", default=0.5),
         "SOCKET_TIMEOUT": env.float("REDIS_SOCKET_TIMEOUT", default=0.5),
         "FALLBACK_MAX_ENTRIES": env.int("CACHE_FALLBACK_MAX_ENTRIES", default=10_000),

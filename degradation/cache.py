@@ -21,6 +21,13 @@ counters (``outage_counters()``) and ``cache_status()`` for the readiness probe.
 Other django-redis methods (``ttl``, ``lock``, ``keys``...) are not guarded and raise while Redis
 is down.
 
+Invariant (one alias never empties another): ``clear()`` deletes this alias's own keys, those under
+``<KEY_PREFIX>:<version>:``, not the whole Redis database as django-redis's ``FLUSHDB`` would. The
+cache, the flag cache, the rate-limit and API-call counters and the breakers' state share one
+database by default; emptying the cache must not lose the API calls counted since the last write
+to the database, reopen rate windows or reset breakers. The default client is
+``PrefixClearingClient``; a ``KEY_FUNCTION`` must keep Django's ``<prefix>:<version>:`` start.
+
 With ``OPTIONS["FALLBACK"] = False`` there is no local cache: while Redis is down (or its breaker
 is open) every operation raises ``CacheUnavailable``, a ``redis`` ``ConnectionError``, at once. For
 data that must not be counted per process without the caller knowing, such as rate-limit counters
@@ -42,6 +49,8 @@ from django.core.cache import caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.core.cache.backends.locmem import LocMemCache
 from django_redis.cache import RedisCache
+from django_redis.client import DefaultClient
+from django_redis.exceptions import ConnectionInterrupted
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -140,6 +149,28 @@ _outages_lock = threading.Lock()
 _breaker_server: list[str] = []  # the Redis location the `redis` breaker was last set up for
 
 
+_GLOB_SPECIALS = str.maketrans({character: f"\\{character}" for character in "*?[]\\"})
+
+
+class PrefixClearingClient(DefaultClient):
+    """django-redis's client, but ``clear()`` deletes only this cache's keys (see module doc)."""
+
+    def clear(self, client=None) -> None:
+        client = client or self.get_client(write=True)
+        pattern = f"{self._backend.key_prefix.translate(_GLOB_SPECIALS)}:[0-9]*:*"
+        try:
+            batch = []
+            for key in client.scan_iter(match=pattern, count=_DELETE_CHUNK):
+                batch.append(key)
+                if len(batch) == _DELETE_CHUNK:
+                    client.delete(*batch)
+                    batch.clear()
+            if batch:
+                client.delete(*batch)
+        except REDIS_DOWN as error:  # RedisCache re-raises the cause, as for its own operations
+            raise ConnectionInterrupted(connection=client) from error
+
+
 def _redis_breaker(server: str, failures: int | None, cooldown: float | None) -> None:
     """The shared ``redis`` breaker, set up afresh (quietly closed) when the cache moves to another
     Redis (tests do; a deployment has one). Every thread's backend instance shares it."""
@@ -165,7 +196,8 @@ class ResilientRedisCache(RedisCache):
 
     Extra ``OPTIONS``: ``BREAKER_FAILURES`` and ``BREAKER_COOLDOWN`` (default: the ``redis``
     breaker's settings), ``FALLBACK`` (``True``; ``False`` raises ``CacheUnavailable`` instead),
-    ``FALLBACK_MAX_ENTRIES`` (10000), ``FALLBACK_MAX_DIRTY_KEYS`` (100000).
+    ``FALLBACK_MAX_ENTRIES`` (10000), ``FALLBACK_MAX_DIRTY_KEYS`` (100000). ``CLIENT_CLASS``
+    defaults to ``PrefixClearingClient``.
     """
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
@@ -175,6 +207,7 @@ class ResilientRedisCache(RedisCache):
         max_entries = options.pop("FALLBACK_MAX_ENTRIES", 10_000)
         max_dirty = options.pop("FALLBACK_MAX_DIRTY_KEYS", 100_000)
         self.falls_back = options.pop("FALLBACK", True)
+        options.setdefault("CLIENT_CLASS", f"{__name__}.PrefixClearingClient")
         super().__init__(server, {**params, "OPTIONS": options})
         location = _redacted(server)
         _redis_breaker(server, failures, cooldown)
@@ -251,7 +284,8 @@ class ResilientRedisCache(RedisCache):
         return self._call("decr", key, delta, version=version, written=[key])
 
     def clear(self):
-        """Empties Redis and the local cache (while Redis is down: the local cache only)."""
+        """Deletes this alias's keys from Redis and empties the local cache (while Redis is down: the
+        local cache only)."""
         self._fallback.clear()
         return self._call("clear")
 

@@ -14,8 +14,11 @@ import pytest
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.db import connection
+from redis import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from rest_framework.test import APIClient
+
+from degradation.breakers.storage import KEY_PREFIX as BREAKER_KEY_PREFIX
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
@@ -45,16 +48,28 @@ def pytest_runtest_setup(item):
             pytest.skip(f"needs {marker}; run with `make test`")
 
 
+def _clear_breaker_state() -> None:
+    """The breakers' shared state lives in the suite's Redis beside the cache, not in it."""
+    if settings.CIRCUIT_BREAKER_REDIS_URL:
+        client = Redis.from_url(settings.CIRCUIT_BREAKER_REDIS_URL, socket_timeout=1)
+        with client, suppress(RedisConnectionError):
+            stale = list(client.scan_iter(match=f"{BREAKER_KEY_PREFIX}*"))
+            if stale:
+                client.delete(*stale)
+
+
 def _clear_caches() -> None:
     cache.clear()
     caches["flags"].clear()
     with suppress(RedisConnectionError):  # the counters have no fallback while Redis is stopped
         caches["ratelimit"].clear()
+    _clear_breaker_state()
 
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    """Cached resolutions, flags and rate-limit counters must not outlive the test that made them."""
+    """Cached resolutions, flags, rate-limit counters and shared breaker states must not outlive
+    the test that made them."""
     _clear_caches()
     yield
     _clear_caches()
