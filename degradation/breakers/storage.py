@@ -154,7 +154,6 @@ class SharedRedisStorage(MemoryStateStorage):
         self._client: redis.Redis | None = None
         self._down_until = 0.0
         self._was_down = False
-        self.redis_errors = 0
 
     @property
     def client(self) -> redis.Redis:
@@ -181,7 +180,6 @@ class SharedRedisStorage(MemoryStateStorage):
                 self._resync()
             return operation(self.client)
         except REDIS_DOWN as error:
-            self.redis_errors += 1
             self._down_until = time.monotonic() + self.retry_seconds
             if not self._was_down:
                 logger.warning(
