@@ -5,11 +5,11 @@ database and cache the environment names, so run it on real services:
 
     .venv/bin/python -m scripts.services run -- .venv/bin/python bench/cache.py [--requests 2000]
 
-Prints a table: per-request latency (mean, p50, p95), SQL queries and Redis round trips per request for GET
-/api/v1/tenant/ with its cached answer warm; with the tenant's generation bumped before every
-request (the answer is recomputed, the key/tenant/plan resolution stays cached); with the whole
-cache emptied before every request (resolution goes to SQL too, and so does the once-a-minute
-``last_used_at`` write); and with ``ENABLE_CACHING=false`` (a DummyCache).
+Prints a table: per-request latency (mean, p50, p95), SQL queries and Redis round trips per
+request for GET /api/v1/tenant/ with its cached answer warm; with the tenant's generation bumped
+before every request (the answer is recomputed, the key/tenant/plan resolution stays cached); with
+the whole cache emptied before every request (resolution goes to SQL too, and so does the
+once-a-minute ``last_used_at`` write); and with ``ENABLE_CACHING=false`` (a DummyCache).
 """
 
 from __future__ import annotations

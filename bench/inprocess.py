@@ -20,26 +20,17 @@ from redis.connection import AbstractConnection
 TABLE_COLUMNS = ("mean ms", "p50 ms", "p95 ms", "SQL/request", "Redis round trips/request")
 
 
-class RedisRoundTrips:
-    """Counts what every redis-py connection of this process sends, from the first instance on."""
+_round_trips = 0
+_send = AbstractConnection.send_packed_command
 
-    sent = 0
-    _installed = False
 
-    def __init__(self) -> None:
-        if RedisRoundTrips._installed:
-            return
-        send = AbstractConnection.send_packed_command
+def _counted_send(redis_connection, command, check_health=True):
+    global _round_trips
+    _round_trips += 1
+    return _send(redis_connection, command, check_health)
 
-        def counted(connection, command, check_health=True):
-            RedisRoundTrips.sent += 1
-            return send(connection, command, check_health)
 
-        AbstractConnection.send_packed_command = counted
-        RedisRoundTrips._installed = True
-
-    def read(self) -> int:
-        return RedisRoundTrips.sent
+AbstractConnection.send_packed_command = _counted_send  # every redis-py connection, from import on
 
 
 def measure(
@@ -47,27 +38,24 @@ def measure(
     secret: str,
     requests: int,
     *,
-    path: str = "/api/v1/tenant/",
     before: Callable[[], object] = lambda: None,
-    round_trips: RedisRoundTrips | None = None,
 ) -> dict[str, list[float]]:
-    """GET ``path`` ``requests`` times with the key; every answer must be a 200.
+    """GET /api/v1/tenant/ ``requests`` times with the key; every answer must be a 200.
 
     Returns the raw samples (ms, SQL queries, Redis round trips) so callers can pool rounds.
     """
-    round_trips = round_trips or RedisRoundTrips()
     samples: dict[str, list[float]] = {"ms": [], "queries": [], "redis": []}
     for _ in range(requests):
         before()
         connection.queries_log.clear()  # a bounded deque: once full, captures would read as empty
-        sent_before = round_trips.read()
+        sent_before = _round_trips
         with CaptureQueriesContext(connection) as captured:
             started = time.perf_counter()
             response = client.get(
-                path, HTTP_AUTHORIZATION=f"Bearer {secret}", HTTP_HOST="localhost"
+                "/api/v1/tenant/", HTTP_AUTHORIZATION=f"Bearer {secret}", HTTP_HOST="localhost"
             )
             samples["ms"].append((time.perf_counter() - started) * 1000)
-        sent = round_trips.read() - sent_before
+        sent = _round_trips - sent_before
         assert response.status_code == 200, response.content
         samples["queries"].append(len(captured.captured_queries))
         samples["redis"].append(sent)

@@ -36,6 +36,7 @@ data that must not be counted per process without the caller knowing, such as ra
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -149,6 +150,13 @@ _outages_lock = threading.Lock()
 _breaker_server: list[str] = []  # the Redis location the `redis` breaker was last set up for
 
 
+def _delete_in_chunks(client, keys: Iterable) -> None:
+    """``DEL`` the keys ``_DELETE_CHUNK`` at a time (one command per chunk, never one huge one)."""
+    keys = iter(keys)
+    while chunk := list(itertools.islice(keys, _DELETE_CHUNK)):
+        client.delete(*chunk)
+
+
 _GLOB_SPECIALS = str.maketrans({character: f"\\{character}" for character in "*?[]\\"})
 
 
@@ -159,14 +167,7 @@ class PrefixClearingClient(DefaultClient):
         client = client or self.get_client(write=True)
         pattern = f"{self._backend.key_prefix.translate(_GLOB_SPECIALS)}:[0-9]*:*"
         try:
-            batch = []
-            for key in client.scan_iter(match=pattern, count=_DELETE_CHUNK):
-                batch.append(key)
-                if len(batch) == _DELETE_CHUNK:
-                    client.delete(*batch)
-                    batch.clear()
-            if batch:
-                client.delete(*batch)
+            _delete_in_chunks(client, client.scan_iter(match=pattern, count=_DELETE_CHUNK))
         except REDIS_DOWN as error:  # RedisCache re-raises the cause, as for its own operations
             raise ConnectionInterrupted(connection=client) from error
 
@@ -244,8 +245,7 @@ class ResilientRedisCache(RedisCache):
         keys = self.outage.dirty_keys()
         client = self.client.get_client(write=True)
         client.ping()
-        for start in range(0, len(keys), _DELETE_CHUNK):
-            client.delete(*keys[start : start + _DELETE_CHUNK])
+        _delete_in_chunks(client, keys)
         if self.outage.recovered(keys):
             self._fallback.clear()
 
