@@ -9,8 +9,8 @@ GET /api/v1/tenant/ with its answer cached (so the request itself costs no SQL),
 above what the bench sends, so every answer is a 200 (asserted). Scenarios, run in interleaved
 rounds so that drift on a shared machine spreads over all of them:
 
-- ``throttle bypassed``: ``TenantRateThrottle.allow_request`` answers yes without counting (the
-  failed-key check in the middleware still runs); the floor the others are compared with;
+- ``throttle bypassed``: ``LimitsMiddleware`` admits without counting (its headers and state
+  still run); the floor the others are compared with;
 - ``API-call count only``: a tenant with no per-minute limit: the monthly API-call ``INCR``;
 - ``tenant limit + API calls``: the tenant's per-minute budget and the monthly count;
 - ``tenant + key limits + API calls``: a key with its own per-minute limit as well.
@@ -41,7 +41,7 @@ from django.test import Client  # noqa: E402
 from inprocess import measure, merge, print_table  # noqa: E402
 
 from tenants import services  # noqa: E402
-from tenants.api_limits import TenantRateThrottle  # noqa: E402
+from tenants.limits import middleware as limits_middleware  # noqa: E402
 from tenants.models import Plan, Tenant  # noqa: E402
 
 #: Far above what the bench sends in a minute or a month: counted, never refused.
@@ -62,7 +62,7 @@ def _tenant(slug: str, requests_per_minute: int | None) -> Tenant:
 
 
 def _bypassed():
-    return mock.patch.object(TenantRateThrottle, "allow_request", lambda *args: True)
+    return mock.patch.object(limits_middleware, "_admit", lambda *args: None)
 
 
 def main() -> None:

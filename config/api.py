@@ -8,7 +8,6 @@ through ``api_exception_handler``; Django's own 404/500 and exceptions that esca
 from __future__ import annotations
 
 import logging
-import math
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -17,24 +16,18 @@ from django.utils.deprecation import MiddlewareMixin
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.pagination import CursorPagination
-from rest_framework.views import exception_handler
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
 
-from tenants.http import database_error_response, error_body, error_response
+from tenants.http import (
+    database_error_response,
+    error_response,
+    exception_answer,
+    exception_response,
+    internal_error_response,
+)
 
 logger = logging.getLogger(__name__)
-
-_CODE_BY_TYPE = {
-    exceptions.ParseError: "malformed_request",
-    exceptions.ValidationError: "invalid",
-    exceptions.NotAuthenticated: "not_authenticated",
-    exceptions.AuthenticationFailed: "authentication_failed",
-    exceptions.PermissionDenied: "permission_denied",
-    exceptions.NotFound: "not_found",
-    exceptions.MethodNotAllowed: "method_not_allowed",
-    exceptions.NotAcceptable: "not_acceptable",
-    exceptions.UnsupportedMediaType: "unsupported_media_type",
-    exceptions.Throttled: "rate_limited",
-}
 
 
 class ApiCursorPagination(CursorPagination):
@@ -54,15 +47,9 @@ class ApiCursorPagination(CursorPagination):
         return super().get_page_size(request)
 
 
-def _error_code(exc: exceptions.APIException) -> str:
-    for error_type, code in _CODE_BY_TYPE.items():
-        if type(exc) is error_type:
-            return code
-    return getattr(exc, "default_code", "error")
-
-
 def api_exception_handler(exc, context):
-    """Render every error in the one shape; unexpected errors become a logged 500 JSON answer."""
+    """Render every error in the one shape (``tenants.http``); unexpected errors become a logged
+    500 JSON answer."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
@@ -71,36 +58,14 @@ def api_exception_handler(exc, context):
         exc = exceptions.ValidationError(
             detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         )
-
-    response = exception_handler(exc, context)
-    if response is None and (unavailable := database_error_response(exc)):
+    if isinstance(exc, exceptions.APIException):
+        set_rollback()  # as DRF's own handler does: an atomic request must not commit
+        answer = exception_answer(exc)
+        return Response(answer.body, status=answer.status, headers=answer.headers)
+    if unavailable := database_error_response(exc):
         return unavailable
-    if response is None:
-        logger.exception("Unhandled error in API view", exc_info=exc)
-        return error_response(
-            500, "internal_error", "An unexpected error occurred. It has been logged."
-        )
-
-    if isinstance(exc, exceptions.ValidationError):
-        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        message = (
-            "The request has invalid fields."
-            if isinstance(exc.detail, dict)
-            else str(exc.detail[0])
-        )
-    else:
-        details = getattr(exc, "details", None) or {}
-        message = str(exc.detail)
-    response.data = error_body(_error_code(exc), message, details)
-    for name, value in (retry_after_header(exc) or {}).items():  # Throttled, RetryLater errors
-        response[name] = value
-    return response
-
-
-def retry_after_header(exc: Exception) -> dict[str, str] | None:
-    """``Retry-After`` for an error that carries ``wait`` seconds (at least 1), else ``None``."""
-    wait = getattr(exc, "wait", None)
-    return {"Retry-After": str(max(math.ceil(wait), 1))} if wait is not None else None
+    logger.exception("Unhandled error in API view", exc_info=exc)
+    return internal_error_response()
 
 
 def _is_api(request) -> bool:
@@ -116,21 +81,9 @@ class ApiErrorMiddleware(MiddlewareMixin):
         if unavailable := database_error_response(exception):
             return unavailable
         if isinstance(exception, exceptions.APIException):  # an app error raised in a plain view
-            return _api_exception_response(exception)
+            return exception_response(exception)
         logger.exception("Unhandled error under /api/", exc_info=exception)
-        return error_response(
-            500, "internal_error", "An unexpected error occurred. It has been logged."
-        )
-
-
-def _api_exception_response(exc: exceptions.APIException):
-    return error_response(
-        exc.status_code,
-        _error_code(exc),
-        str(exc.detail),
-        getattr(exc, "details", None),
-        headers=retry_after_header(exc),
-    )
+        return internal_error_response()
 
 
 def handler400(request, exception=None):
@@ -156,7 +109,5 @@ def handler404(request, exception=None):
 
 def handler500(request):
     if _is_api(request):
-        return error_response(
-            500, "internal_error", "An unexpected error occurred. It has been logged."
-        )
+        return internal_error_response()
     return defaults.server_error(request)

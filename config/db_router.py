@@ -35,18 +35,18 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest
 
 from config.replicas import monitor
-from tenants.context import current_tenant, unscoped
+from tenants.cache import global_cache
+from tenants.context import current_tenant
 from tenants.middleware import SyncAndAsyncMiddleware
 
 logger = logging.getLogger(__name__)
 
-# Pins are global cache keys naming their tenant or user: a tenant's cache generation, bumped by the
-# very writes that pin it, must not make its pin unreachable.
+# Pins live in the global cache, naming their tenant or user: a tenant's cache generation, bumped by
+# the very writes that pin it, must not make its pin unreachable.
 PIN_KEY_PREFIX = "replica-pin"
 
 
@@ -77,8 +77,7 @@ def _set_pin(state: PinningState) -> None:
     if state.pin_key is None:
         return
     try:
-        with unscoped():
-            cache.set(state.pin_key, 1, timeout=settings.REPLICA_PIN_SECONDS)
+        global_cache().set(state.pin_key, 1, timeout=settings.REPLICA_PIN_SECONDS)
     except Exception:  # a cache outage must not fail the write that already happened
         logger.warning("Could not store the replica pin %s", state.pin_key, exc_info=True)
 
@@ -89,8 +88,7 @@ def _is_pinned(state: PinningState) -> bool:
             state.pinned = False
         else:
             try:
-                with unscoped():
-                    state.pinned = cache.get(state.pin_key) is not None
+                state.pinned = global_cache().get(state.pin_key) is not None
             except Exception:  # without the pin we cannot prove a replica is fresh enough
                 logger.warning("Could not read the replica pin %s", state.pin_key, exc_info=True)
                 state.pinned = True

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 
-from django.core.cache import cache, caches
+from django.core.cache import caches
 from django.core.cache.backends.dummy import DummyCache
 from django.db import connection
 from django.http import JsonResponse
@@ -17,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from degradation.cache import cache_status
+from tenants.cache import global_cache
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +31,10 @@ def _database_state() -> str:
 def _cache_state() -> str:
     if isinstance(caches["default"], DummyCache):
         return "ok"  # ENABLE_CACHING=false: there is no cache to be down
-    probe = f"health:probe:{uuid.uuid4().hex}"
-    cache.set(probe, "1", 5)
-    ok = cache.get(probe) == "1"
-    cache.delete(probe)
+    probe, store = f"health:probe:{uuid.uuid4().hex}", global_cache()
+    store.set(probe, "1", 5)
+    ok = store.get(probe) == "1"
+    store.delete(probe)
     return cache_status() if ok else "down"
 
 

@@ -69,7 +69,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "tenants.middleware.TenantMiddleware",
-    "tenants.api_limits.ApiLimitsMiddleware",
+    "tenants.limits.middleware.LimitsMiddleware",
     "config.db_router.ReplicaPinningMiddleware",
 ]
 
@@ -111,9 +111,11 @@ ENABLE_CACHING = env.bool("ENABLE_CACHING", default=True)
 REDIS_URL = env("REDIS_URL", default="")
 _cache_common = {
     "KEY_PREFIX": env("CACHE_KEY_PREFIX", default="ils"),
-    "KEY_FUNCTION": "tenants.cache.make_key",  # t:<tenant>:<generation>: in a scope, g: outside
+    "KEY_FUNCTION": "tenants.cache.make_key",  # t:<tenant>:<generation>:, and only in a scope
     "TIMEOUT": env.int("CACHE_DEFAULT_TIMEOUT", default=300),
 }
+# Global data (generations, resolutions, replica pins): plain keys, the same in and out of scopes.
+_global_cache_common = {"KEY_PREFIX": env("GLOBAL_CACHE_KEY_PREFIX", default="ils-g")}
 # Feature flags get their own alias: waffle reads flags inside tenant scopes and admin saves them
 # outside any, so their keys must be global (no tenant KEY_FUNCTION) for a save to invalidate them.
 FLAG_CACHE_TIMEOUT = env.int("FLAG_CACHE_TIMEOUT", default=60)
@@ -133,11 +135,13 @@ _redis_cache = {
 if not ENABLE_CACHING:
     CACHES = {
         "default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
+        "global": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
         "flags": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"},
     }
 elif REDIS_URL:
     CACHES = {
         "default": {**_cache_common, **_redis_cache},
+        "global": {**_global_cache_common, **_redis_cache},
         "flags": {**_flag_cache_common, **_redis_cache},
     }
 else:
@@ -146,6 +150,12 @@ else:
             **_cache_common,
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "LOCATION": "ils-embedded",
+            "OPTIONS": {"MAX_ENTRIES": 50_000},
+        },
+        "global": {
+            **_global_cache_common,
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "ils-embedded-global",
             "OPTIONS": {"MAX_ENTRIES": 50_000},
         },
         "flags": {
@@ -164,7 +174,8 @@ if REDIS_URL:
     CACHES["ratelimit"] = {
         **_counter_cache_common,
         **_redis_cache,
-        "OPTIONS": {**_redis_cache["OPTIONS"], "FALLBACK": False},
+        # No fallback; add() remembers the windows it saw (one round trip per count, not two).
+        "OPTIONS": {**_redis_cache["OPTIONS"], "FALLBACK": False, "REMEMBER_ADDED": True},
     }
 else:
     CACHES["ratelimit"] = {
@@ -235,8 +246,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["tenants.permissions.IsTenantMember"],
-    # Per-tenant rate limits on every /api/v1/ view (docs/RATELIMITS.md).
-    "DEFAULT_THROTTLE_CLASSES": ["tenants.api_limits.TenantRateThrottle"],
+    # Per-tenant rate limits apply to every /api/v1/ view through LimitsMiddleware
+    # (docs/RATELIMITS.md), not through DRF throttles.
+    "DEFAULT_THROTTLE_CLASSES": [],
     "DEFAULT_PAGINATION_CLASS": "config.api.ApiCursorPagination",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -28,6 +28,16 @@ database by default; emptying the cache must not lose the API calls counted sinc
 to the database, reopen rate windows or reset breakers. The default client is
 ``PrefixClearingClient``; a ``KEY_FUNCTION`` must keep Django's ``<prefix>:<version>:`` start.
 
+With ``OPTIONS["REMEMBER_ADDED"] = True`` (the rate-limit counters' alias), ``add()`` answers
+``False`` without a round trip for a key this process has already seen exist, until the timeout of
+that ``add`` has passed. django-ratelimit counts with ``add`` then ``incr``: remembering halves its
+round trips. It is right for keys whose name changes with every window and whose timeout outlives
+the window, as django-ratelimit makes them (the window's end is in the name, the timeout is the
+period plus a margin): while the name is in use the key exists. A remembered key that vanished
+anyway (evicted, Redis restarted, deleted elsewhere) makes the next ``incr`` raise ``ValueError``,
+which forgets it, so one request pays for it; deletes and ``clear()`` through this alias forget
+at once.
+
 With ``OPTIONS["FALLBACK"] = False`` there is no local cache: while Redis is down (or its breaker
 is open) every operation raises ``CacheUnavailable``, a ``redis`` ``ConnectionError``, at once. For
 data that must not be counted per process without the caller knowing, such as rate-limit counters
@@ -172,6 +182,39 @@ class PrefixClearingClient(DefaultClient):
             raise ConnectionInterrupted(connection=client) from error
 
 
+class _SeenKeys:
+    """Keys this process saw exist, each until a deadline (``REMEMBER_ADDED``, module docstring).
+
+    Bounded: past ``_SEEN_MAX`` keys the expired ones are dropped, and if that is not enough, all
+    of them (remembering is an optimisation; forgetting only costs round trips).
+    """
+
+    def __init__(self) -> None:
+        self.deadlines: dict[str, float] = {}
+
+    def exists(self, key: str) -> bool:
+        return self.deadlines.get(key, 0.0) > time.monotonic()
+
+    def remember(self, key: str, timeout: float | None) -> None:
+        if timeout is None or timeout <= 0:
+            return
+        now = time.monotonic()
+        if len(self.deadlines) >= _SEEN_MAX:
+            live = {k: d for k, d in list(self.deadlines.items()) if d > now}
+            self.deadlines = live if len(live) < _SEEN_MAX else {}
+        self.deadlines[key] = now + timeout
+
+    def forget(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.deadlines.pop(key, None)
+
+    def clear(self) -> None:
+        self.deadlines = {}
+
+
+_SEEN_MAX = 100_000
+
+
 def _redis_breaker(server: str, failures: int | None, cooldown: float | None) -> None:
     """The shared ``redis`` breaker, set up afresh (quietly closed) when the cache moves to another
     Redis (tests do; a deployment has one). Every thread's backend instance shares it."""
@@ -208,6 +251,7 @@ class ResilientRedisCache(RedisCache):
         max_entries = options.pop("FALLBACK_MAX_ENTRIES", 10_000)
         max_dirty = options.pop("FALLBACK_MAX_DIRTY_KEYS", 100_000)
         self.falls_back = options.pop("FALLBACK", True)
+        self._seen = _SeenKeys() if options.pop("REMEMBER_ADDED", False) else None
         options.setdefault("CLIENT_CLASS", f"{__name__}.PrefixClearingClient")
         super().__init__(server, {**params, "OPTIONS": options})
         location = _redacted(server)
@@ -262,7 +306,16 @@ class ResilientRedisCache(RedisCache):
         return self._call("set", key, value, timeout, version=version, written=[key])
 
     def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
-        return self._call("add", key, value, timeout, version=version, written=[key])
+        if self._seen is None:
+            return self._call("add", key, value, timeout, version=version, written=[key])
+        full_key = self.make_and_validate_key(key, version=version)
+        if self._seen.exists(full_key):
+            return False
+        added = self._call("add", key, value, timeout, version=version, written=[key])
+        self._seen.remember(
+            full_key, self.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
+        )
+        return added
 
     def set_many(self, data, timeout=DEFAULT_TIMEOUT, version=None):
         return self._call("set_many", data, timeout, version=version, written=list(data))
@@ -271,14 +324,24 @@ class ResilientRedisCache(RedisCache):
         return self._call("touch", key, timeout, version=version, written=[key])
 
     def delete(self, key, version=None):
+        self._forget([key], version)
         return self._call("delete", key, version=version, written=[key])
 
     def delete_many(self, keys, version=None):
         keys = list(keys)
+        self._forget(keys, version)
         return self._call("delete_many", keys, version=version, written=keys)
 
     def incr(self, key, delta=1, version=None):
-        return self._call("incr", key, delta, version=version, written=[key])
+        try:
+            return self._call("incr", key, delta, version=version, written=[key])
+        except ValueError:  # no such key: if we remembered it, it is gone
+            self._forget([key], version)
+            raise
+
+    def _forget(self, keys: list, version) -> None:
+        if self._seen is not None:
+            self._seen.forget(self.make_and_validate_key(key, version=version) for key in keys)
 
     def decr(self, key, delta=1, version=None):
         return self._call("decr", key, delta, version=version, written=[key])
@@ -287,6 +350,8 @@ class ResilientRedisCache(RedisCache):
         """Deletes this alias's keys from Redis and empties the local cache (while Redis is down: the
         local cache only)."""
         self._fallback.clear()
+        if self._seen is not None:
+            self._seen.clear()
         return self._call("clear")
 
 

@@ -6,14 +6,16 @@ Tenancy rules here:
   code and works across tenants, while ``Model.objects`` would raise outside a tenant scope.
 * Writes of a tenant-owned row run in that row's tenant scope, so an admin page opened on a
   tenant's subdomain (which the middleware scopes to that tenant) still writes the right tenant.
-* Status changes and key revocations go through ``services`` one row at a time, never through
-  ``QuerySet.update``: the services' saves fire the signals that drop cached resolutions, so the
-  change is seen by the API on its next request.
+* Status changes, key creation and revocation, and every membership change go through
+  ``services`` one row at a time, never through ``QuerySet.update`` or a bare ``save``: the row
+  lock, the quotas and the last-owner rule are the API's, and the services' saves fire the signals
+  that drop cached resolutions, so the change is seen by the API on its next request.
 """
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Now
 from django.http import HttpRequest
@@ -22,34 +24,34 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from tenants import services
-from tenants.admin_usage import NEAR_LIMIT, UsageFilter, count_per_tenant, near_limit_expression
 from tenants.context import tenant_scope
-from tenants.forms import ApiKeyAdminForm, MembershipAdminForm, TenantAdminForm
-from tenants.models import LIMIT_FIELDS, ApiKey, Membership, Plan, Tenant
-from tenants.selectors import QuotaLine, quota_report
+from tenants.forms import (
+    ApiKeyAdminForm,
+    MembershipAdminForm,
+    TenantAdminForm,
+    check_with_service,
+)
+from tenants.limits.admin_usage import (
+    NEAR_LIMIT,
+    UsageFilter,
+    count_per_tenant,
+    near_limit_expression,
+)
+from tenants.limits.registry import LIMIT_NAMES, resource
+from tenants.limits.usage import QuotaLine, quota_report
+from tenants.models import ApiKey, Membership, Plan, Tenant
 
 admin.site.site_header = admin.site.site_title = "ILS platform admin"
 admin.site.index_title = "Operations"
 
 
-#: How a quota's figures read on the tenant's change page.
-_QUOTA_LABELS = {
-    "max_members": "Members",
-    "max_api_keys": "Active API keys",
-    "storage_bytes": "Stored bytes",
-    "max_file_bytes": "Bytes per file",
-    "jobs_per_day": "Jobs today",
-    "api_calls_per_month": "API calls this month",
-}
-
-
-def _amount(resource: str, value: int) -> str:
+def _amount(name: str, value: int) -> str:
     text = f"{value:,}"
-    return f"{text} ({filesizeformat(value)})" if resource.endswith("_bytes") else text
+    return f"{text} ({filesizeformat(value)})" if resource(name).is_bytes else text
 
 
 def _usage_row(line: QuotaLine) -> tuple[str, str, SafeString, str]:
-    label = _QUOTA_LABELS.get(line.resource, line.resource)
+    label = line.label
     limit = "unlimited" if line.limit is None else _amount(line.resource, line.limit)
     if line.used is None:
         figures = f"per file, at most {limit}"
@@ -96,8 +98,8 @@ class AllTenantsAdmin(admin.ModelAdmin):
 
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
-    list_display = ("code", "name", *LIMIT_FIELDS)
-    list_editable = LIMIT_FIELDS
+    list_display = ("code", "name", *LIMIT_NAMES)
+    list_editable = LIMIT_NAMES
     search_fields = ("code", "name")
     readonly_fields = ("created_at", "updated_at")
 
@@ -164,13 +166,13 @@ class TenantAdmin(admin.ModelAdmin):
 
     @admin.display(description="Near limit", ordering=NEAR_LIMIT)
     def near_limit(self, tenant: Tenant) -> str:
-        """The highest percentage over the counted quotas (``tenants.admin_usage``)."""
+        """The highest percentage over the counted quotas (``tenants.limits.admin_usage``)."""
         percent = getattr(tenant, NEAR_LIMIT)
         return "-" if percent is None else f"{percent}%"
 
     @admin.display(description="Usage")
     def usage(self, tenant: Tenant) -> str:
-        """Each quota: used / limit and a bar, from ``selectors.quota_report`` (live figures).
+        """Each quota: used / limit and a bar, from ``usage.quota_report`` (live figures).
 
         Read from the saved row: a form sent back with errors has put its unsaved (maybe invalid)
         plan and overrides on ``tenant``.
@@ -201,6 +203,8 @@ class TenantAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(AllTenantsAdmin):
+    """Memberships, written only through ``services`` (the form checks with the same services)."""
+
     form = MembershipAdminForm
     list_display = ("tenant", "user", "role", "created_at")
     list_filter = ("role",)
@@ -209,18 +213,42 @@ class MembershipAdmin(AllTenantsAdmin):
     autocomplete_fields = ("user",)
     fields = ("tenant", "user", "role")
 
+    def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple[str, ...]:
+        # Another user is another membership: remove this one and add that one.
+        readonly = super().get_readonly_fields(request, obj)
+        return (*readonly, "user") if obj is not None else readonly
+
+    def save_model(self, request, obj, form, change) -> None:
+        if change:
+            services.membership_change_role(membership=obj, role=obj.role)
+            return
+        membership = services.membership_add(
+            tenant=form.cleaned_data["tenant"], user=obj.user, role=obj.role
+        )
+        obj.pk, obj.created_at = membership.pk, membership.created_at
+
+    def delete_model(self, request, obj) -> None:
+        services.membership_remove(membership=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for membership in queryset.select_related("tenant"):
+            services.membership_remove(membership=membership)
+
     def get_deleted_objects(self, objs, request: HttpRequest):
-        """Refuse (as "protected") to delete the last owner of a tenant that stays."""
+        """Refuse (as "protected") what ``services.membership_remove`` would refuse (the last
+        owner of a tenant that stays): removing them all is tried, then rolled back."""
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        doomed = {m.pk for m in objs}
-        for membership in objs:
-            if membership.role != Membership.Role.OWNER:
-                continue
-            owners = Membership.all_tenants.filter(
-                tenant_id=membership.tenant_id, role=Membership.Role.OWNER
-            ).values_list("pk", flat=True)
-            if set(owners) <= doomed:
-                protected.append(f"{membership} (the last owner of {membership.tenant})")
+        pks = [membership.pk for membership in objs]
+        trial = Membership.all_tenants.filter(pk__in=pks).select_related("tenant", "user")
+
+        def remove_all() -> None:
+            for membership in trial:
+                services.membership_remove(membership=membership)
+
+        try:
+            check_with_service(remove_all)
+        except ValidationError as error:
+            protected.extend(error.messages)
         return deleted, counts, perms_needed, protected
 
 

@@ -13,8 +13,10 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
-from tenants import ratelimits, selectors, services
+from tenants import selectors, services
 from tenants.cache import tenant_cached_view
+from tenants.limits import ratelimits
+from tenants.limits.usage import quota_report
 from tenants.models import ApiKey, Membership, Tenant
 from tenants.serializers import (
     ApiKeyCreatedSerializer,
@@ -59,16 +61,18 @@ class UsageView(GenericAPIView):
     serializer_class = UsageSerializer
 
     def get(self, request):
-        lines = selectors.quota_report(request.tenant)
+        lines = quota_report(request.tenant)
         body = {
             "quotas": {line.resource: QuotaLineSerializer(line).data for line in lines},
-            "rate_limit": ratelimits.current_budget(request._request),
+            "rate_limit": ratelimits.current_budget(
+                request, tenant=request.tenant, api_key=request.api_key
+            ),
         }
         return Response(body)
 
 
 def _caller_is_owner(request) -> bool:
-    return request._request.tenant_role in (Membership.Role.OWNER, "staff")
+    return request.tenant_role in (Membership.Role.OWNER, "staff")
 
 
 class MemberViewSet(
@@ -97,7 +101,9 @@ class MemberViewSet(
         serializer = MembershipCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         self._require_owner_for(serializer.validated_data["role"])
-        membership = services.membership_add(tenant=request.tenant, **serializer.validated_data)
+        membership = services.membership_add_by_email(
+            tenant=request.tenant, **serializer.validated_data
+        )
         return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)

@@ -28,7 +28,7 @@ class ApiKeyAuthentication(BaseAuthentication):
     """Accepts the key that ``TenantMiddleware`` resolved; a bad key never gets this far."""
 
     def authenticate(self, request):
-        api_key = getattr(request._request, "api_key", None)
+        api_key = getattr(request, "api_key", None)
         if api_key is None:
             return None
         return ApiKeyPrincipal(api_key=api_key), api_key

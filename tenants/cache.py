@@ -1,21 +1,28 @@
-"""The tenant-keyed cache: the key function, tenant generations and the ``tenant_cache`` API.
+"""The tenant-keyed cache, the global cache, tenant generations and the ``tenant_cache`` API.
 
-Key function (``CACHES["default"]["KEY_FUNCTION"] = "tenants.cache.make_key"``):
+Two aliases, so that no key depends on whether its caller happens to be inside a scope:
 
-- inside a tenant scope: ``<KEY_PREFIX>:<VERSION>:t:<tenant_id>:<generation>:<key>``
-- outside any scope: ``<KEY_PREFIX>:<VERSION>:g:<key>``
+- ``default``, the tenant cache. Key function ``tenants.cache.make_key``:
+  ``<KEY_PREFIX>:<VERSION>:t:<tenant_id>:<generation>:<key>``. It needs a tenant scope: outside one
+  it raises ``TenantScopeMissing`` (fails closed), so tenant data can never land under a global key;
+- ``global`` (``global_cache()``), for data that is global by nature: tenant generations, cached
+  resolutions of keys, tenants, plans and memberships (``tenants.resolution``), replica pins
+  (``config.db_router``), health probes. Django's plain key function: its keys are the same in and
+  out of every scope, and nobody has to remember ``unscoped()``.
 
 Invariant (isolation): the current scope, never the caller, puts the tenant id into the key, so two
 tenants' identical keys can never name the same entry.
 
-Invariant (invalidation): a tenant's generation is an integer kept in the cache itself under the
-global key ``g:tenants:gen:<tenant_id>``. ``tenant_cache_invalidate`` increments it (one INCR, no
-SCAN): every key the tenant wrote before is unreachable from then on and expires by its TTL. A
-generation that is missing (never read, evicted, Redis restarted) is seeded from the clock in
-microseconds, never from 1, so a re-seeded generation cannot make old entries reachable again.
+Invariant (invalidation): a tenant's generation is an integer in the global cache under
+``tenants:gen:<tenant_id>``. ``tenant_cache_invalidate`` increments it (one INCR, no SCAN): every
+key the tenant wrote before is unreachable from then on and expires by its TTL. A generation that
+is missing (never read, evicted, Redis restarted) is seeded from the clock in microseconds, never
+from 1, so a re-seeded generation cannot make old entries reachable again.
 
-The generation is read once per scope: it is remembered in a ContextVar next to the Tenant object of
-the scope, and a request resolves a new Tenant object, so a warm cached read costs one round trip.
+Invariant (the generation is the scope's): it is read at most once per scope and remembered on the
+scope (``tenants.context.Scope``), never across scopes: a worker that keeps one ``Tenant`` object
+for many jobs reads it afresh in each, so it sees another process's bump in its next scope. A
+request's resolution reads it together with the key, tenant and plan and hands it to the scope.
 """
 
 from __future__ import annotations
@@ -26,11 +33,10 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
@@ -38,7 +44,8 @@ from django.http import HttpRequest, HttpResponse
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from tenants.context import current_tenant, require_tenant, unscoped
+from tenants.context import Scope, current_scope, current_tenant, require_tenant
+from tenants.exceptions import TenantScopeMissing
 
 if TYPE_CHECKING:
     from django.db.models import Model
@@ -46,28 +53,31 @@ if TYPE_CHECKING:
     from tenants.models import Tenant
 
 CACHE_ALIAS = "default"
+GLOBAL_ALIAS = "global"
 _MISSING = object()
 _BULK_CHUNK = 1000
-
-# The generation of the tenant object of the current scope: (tenant, generation).
-_generation_memo: ContextVar[tuple[Tenant, int] | None] = ContextVar(
-    "ils_tenant_cache_generation", default=None
-)
 
 _counters: defaultdict[int, dict[str, int]] = defaultdict(lambda: {"hits": 0, "misses": 0})
 _counters_lock = threading.Lock()
 
 
+def global_cache() -> BaseCache:
+    """The cache of global data (see the module docstring); its keys never depend on a scope."""
+    return caches[GLOBAL_ALIAS]
+
+
 def make_key(key: str, key_prefix: str, version: int) -> str:
-    """Django's KEY_FUNCTION: Django's ``prefix:version:key`` with ``t:<id>:<gen>:`` or ``g:``."""
-    tenant = current_tenant()
-    if tenant is None:
-        return f"{key_prefix}:{version}:g:{key}"
-    return f"{key_prefix}:{version}:t:{tenant.pk}:{_generation(tenant)}:{key}"
+    """The tenant cache's KEY_FUNCTION: Django's ``prefix:version:key`` with ``t:<id>:<gen>:``."""
+    scope = current_scope()
+    if scope is None:
+        raise TenantScopeMissing(
+            "The tenant cache needs a tenant scope; keep global data in tenants.cache.global_cache()."
+        )
+    return f"{key_prefix}:{version}:t:{scope.tenant.pk}:{_generation(scope)}:{key}"
 
 
 def generation_key(tenant_id: int) -> str:
-    """The global key (used outside any scope) that holds the tenant's generation."""
+    """The key of the tenant's generation in the global cache."""
     return f"tenants:gen:{tenant_id}"
 
 
@@ -75,39 +85,37 @@ def _seed() -> int:
     return time.time_ns() // 1000
 
 
-def _generation(tenant: Tenant) -> int:
-    memo = _generation_memo.get()
-    if memo is not None and memo[0] is tenant:
-        return memo[1]
-    # Outside the scope the key function makes global keys and so never comes back here.
-    with unscoped():
-        store, key = caches[CACHE_ALIAS], generation_key(tenant.pk)
-        generation = store.get(key)
-        if generation is None:
-            seed = _seed()
-            generation = seed if store.add(key, seed, timeout=None) else store.get(key, seed)
-    _generation_memo.set((tenant, generation))
-    return generation
+def seed_generation(tenant_id: int) -> int:
+    """The generation of a tenant that has none yet: a clock seed, or the one a racer just set."""
+    store, key, seed = global_cache(), generation_key(tenant_id), _seed()
+    return seed if store.add(key, seed, timeout=None) else store.get(key, seed)
+
+
+def _generation(scope: Scope) -> int:
+    if scope.cache_generation is None:
+        found = global_cache().get(generation_key(scope.tenant.pk))
+        scope.cache_generation = found if found is not None else seed_generation(scope.tenant.pk)
+    return scope.cache_generation
 
 
 def _forget_generation(tenant_id: int, generation: int | None) -> None:
-    memo = _generation_memo.get()
-    if memo is not None and memo[0].pk == tenant_id:
-        _generation_memo.set(None if generation is None else (memo[0], generation))
+    """A bump made in this scope applies to the rest of it at once."""
+    scope = current_scope()
+    if scope is not None and scope.tenant.pk == tenant_id:
+        scope.cache_generation = generation
 
 
 def tenant_cache_invalidate(tenant: Tenant | int) -> None:
     """Make every cached key of the tenant unreachable in O(1): INCR of its generation."""
     tenant_id = getattr(tenant, "pk", tenant)
-    with unscoped():
-        store, key = caches[CACHE_ALIAS], generation_key(tenant_id)
-        try:
-            generation = store.incr(key)
-        except ValueError:
-            # Never read or evicted. A reader may be seeding it right now with data read before
-            # this write committed: overwrite with a later seed so that data is never reachable.
-            generation = _seed()
-            store.set(key, generation, timeout=None)
+    store, key = global_cache(), generation_key(tenant_id)
+    try:
+        generation = store.incr(key)
+    except ValueError:
+        # Never read or evicted. A reader may be seeding it right now with data read before
+        # this write committed: overwrite with a later seed so that data is never reachable.
+        generation = _seed()
+        store.set(key, generation, timeout=None)
     _forget_generation(tenant_id, generation)
 
 
@@ -119,10 +127,9 @@ def tenant_cache_invalidate_many(tenant_ids: Iterable[int]) -> None:
     per ``_BULK_CHUNK`` tenants where INCR would be one per tenant.
     """
     ids = list(tenant_ids)
-    with unscoped():
-        for start in range(0, len(ids), _BULK_CHUNK):
-            chunk = ids[start : start + _BULK_CHUNK]
-            caches[CACHE_ALIAS].delete_many([generation_key(tenant_id) for tenant_id in chunk])
+    for start in range(0, len(ids), _BULK_CHUNK):
+        chunk = ids[start : start + _BULK_CHUNK]
+        global_cache().delete_many([generation_key(tenant_id) for tenant_id in chunk])
     for tenant_id in ids:
         _forget_generation(tenant_id, None)
 

@@ -137,6 +137,14 @@ class RetryLater(TenantsError):
         self.wait = wait if wait is not None else self.default_wait
 
 
+class RateLimited(RetryLater):
+    """The request's rate window is spent (``tenants.limits.ratelimits``)."""
+
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_code = "rate_limited"
+    default_detail = "Too many requests in this window. Retry after the time in Retry-After."
+
+
 class TooManyFailedAttempts(RetryLater):
     """Too many failed API-key attempts from the client's address in the current minute."""
 

@@ -1,5 +1,10 @@
 """Admin forms of the tenants app.
 
+Business rules (quotas, the last owner) are not written here: a form checks them by running the
+very service the save will call, in a savepoint that is rolled back (``check_with_service``). The
+admin's change view is one transaction, so the tenant row the service locks during that check stays
+locked until the save: no concurrent request can slip in between.
+
 ``tenant`` is ``editable=False`` on ``TenantScopedModel`` (no API or form may move a row to another
 tenant), so the admin forms of tenant-owned rows declare it themselves: chosen on add, read-only
 after. Model validation of those rows runs inside the chosen tenant's scope, because Django's
@@ -8,12 +13,17 @@ unique and constraint checks query ``_default_manager``, which is the scoped man
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 from django.contrib import admin
 from django.contrib.admin.widgets import AutocompleteSelect
+from django.db import transaction
 from django.utils import timezone
 
+from tenants import services
 from tenants.context import tenant_scope
+from tenants.exceptions import TenantsError
 from tenants.models import ApiKey, Membership, Tenant
 
 
@@ -67,35 +77,49 @@ class TenantOwnedAdminForm(forms.ModelForm):
             super()._post_clean()
 
 
-def _check_quota(tenant: Tenant, limit_name: str, used: int) -> None:
-    limit = tenant.limits()[limit_name]
-    if limit is not None and used >= limit:
-        raise forms.ValidationError(
-            f"Tenant {tenant.slug} is at its limit of {limit} ({limit_name}). "
-            "Raise it in the tenant's limit overrides first."
-        )
+class _RollBack(Exception):
+    """Ends the savepoint of ``check_with_service``."""
+
+
+def check_with_service(call: Callable[[], object]) -> None:
+    """Run the service ``call`` and roll its writes back; its refusal becomes a form error.
+
+    Callbacks the call registered with ``on_commit`` are discarded with the savepoint.
+    """
+    try:
+        with transaction.atomic():
+            call()
+            raise _RollBack
+    except _RollBack:
+        return
+    except TenantsError as error:
+        raise forms.ValidationError(str(error.detail)) from error
 
 
 class MembershipAdminForm(TenantOwnedAdminForm):
-    """A membership. Keeps the tenant's member quota on add and at least one owner on change."""
+    """A membership: checked on add (quota, already a member) and on a role change (last owner)
+    by the services the admin saves through."""
 
     class Meta(TenantOwnedAdminForm.Meta):
         model = Membership
 
     def clean(self) -> dict:
         cleaned = super().clean()
-        tenant = self.chosen_tenant()
-        if tenant is None:
+        tenant, role = self.chosen_tenant(), cleaned.get("role")
+        if tenant is None or role is None or self.errors:
             return cleaned
-        members = Membership.all_tenants.filter(tenant=tenant)
         if self.instance.pk is None:
-            _check_quota(tenant, "max_members", members.count())
-        elif (
-            self.initial.get("role") == Membership.Role.OWNER
-            and cleaned.get("role") != Membership.Role.OWNER
-            and not members.filter(role=Membership.Role.OWNER).exclude(pk=self.instance.pk).exists()
-        ):
-            raise forms.ValidationError("A tenant must keep at least one owner.")
+            user = cleaned.get("user")
+            if user is not None:
+                check_with_service(
+                    lambda: services.membership_add(tenant=tenant, user=user, role=role)
+                )
+        else:
+            check_with_service(
+                lambda: services.membership_change_role(
+                    membership=Membership.all_tenants.get(pk=self.instance.pk), role=role
+                )
+            )
         return cleaned
 
 
@@ -122,7 +146,14 @@ class ApiKeyAdminForm(TenantOwnedAdminForm):
     def clean(self) -> dict:
         cleaned = super().clean()
         tenant = self.chosen_tenant()
-        if tenant is not None and self.instance.pk is None:
-            active = ApiKey.all_tenants.filter(tenant=tenant, revoked_at__isnull=True).count()
-            _check_quota(tenant, "max_api_keys", active)
+        if tenant is not None and self.instance.pk is None and not self.errors:
+            check_with_service(
+                lambda: services.api_key_create(
+                    tenant=tenant,
+                    name=cleaned.get("name") or "",
+                    scopes=cleaned.get("scopes"),
+                    expires_at=cleaned.get("expires_at"),
+                    requests_per_minute=cleaned.get("requests_per_minute"),
+                )
+            )
         return cleaned

@@ -1,12 +1,15 @@
 """Resolve the request's tenant and run the rest of the request inside its scope.
 
-Order: an API key (``Authorization: Bearer``) decides the tenant (unless its client address has
-failed too many key attempts: ``tenants.ratelimits``); otherwise the subdomain of
+Order: an API key (``Authorization: Bearer``) decides the tenant; otherwise the subdomain of
 ``TENANT_BASE_DOMAIN``; otherwise an ``X-Tenant`` header, which only a signed-in member of that
 tenant or a staff user may use. A key naming a tenant other than the subdomain or header gets 403.
+A bad key counts against its client address (``tenants.limits.ratelimits``): past the budget it is
+answered 429 instead of 401.
 
 Invariant: the scope is set for the duration of ``get_response`` and reset in ``finally``, under
-WSGI and ASGI alike, so no tenant outlives its request. Resolution is cached (``resolution.py``).
+WSGI and ASGI alike, so no tenant outlives its request. Resolution is cached (``resolution.py``):
+a warm keyed request costs one Redis round trip and no SQL to get here, and the scope starts with
+the tenant's cache generation read in that same round trip.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 
-from tenants import exceptions, ratelimits, resolution
+from tenants import exceptions, resolution
 from tenants.context import tenant_scope, unscoped
-from tenants.http import database_error_response, error_response
+from tenants.http import database_error_response, exception_response
+from tenants.limits import ratelimits
 from tenants.models import RESERVED_SLUGS, Tenant
 
 TENANT_HEADER = "HTTP_X_TENANT"
@@ -54,33 +58,34 @@ def _check_status(tenant: Tenant) -> None:
         raise exceptions.TenantClosed()
 
 
-def resolve_request(request: HttpRequest) -> None:
-    """Set ``request.tenant``, ``request.api_key`` and ``request.tenant_role``, or raise."""
+def resolve_request(request: HttpRequest) -> resolution.ResolvedTenant | None:
+    """Set ``request.tenant``, ``request.api_key`` and ``request.tenant_role``, or raise.
+
+    Returns the resolved tenant with its cache generation (``None`` for a request without one).
+    """
     request.tenant, request.api_key, request.tenant_role = None, None, None
     named_slug = _subdomain_slug(request) or request.META.get(TENANT_HEADER, "").strip().lower()
     token = _bearer_token(request)
 
     if token is not None:
-        ratelimits.refuse_if_guessing(request)
         found = resolution.resolve_api_key(token)
         if found.error:
-            ratelimits.record_failed_attempt(request)
+            ratelimits.record_failed_attempt(request)  # 429 once the address is past its budget
             raise _KEY_ERRORS[found.error]()
-        tenant = resolution.get_tenant(found.api_key.tenant_id)
-        if tenant is None:  # deleted since the key was cached
-            raise exceptions.InvalidApiKey()
+        tenant = found.resolved.tenant
         if named_slug and named_slug != tenant.slug:
             raise exceptions.TenantMismatch()
         _check_status(tenant)
         resolution.touch_api_key(found.api_key)
         request.tenant, request.api_key = tenant, found.api_key
-        return
+        return found.resolved
 
     if not named_slug:
-        return
-    tenant = resolution.get_tenant_by_slug(named_slug)
-    if tenant is None:
+        return None
+    resolved = resolution.resolve_slug(named_slug)
+    if resolved is None:
         raise exceptions.TenantNotFound()
+    tenant = resolved.tenant
     user = request.user
     if user.is_authenticated:
         role = resolution.get_membership_role(tenant.pk, user.pk)
@@ -89,24 +94,19 @@ def resolve_request(request: HttpRequest) -> None:
         request.tenant_role = role or "staff"
     _check_status(tenant)
     request.tenant = tenant
+    return resolved
 
 
-def _resolution_failure(request: HttpRequest) -> HttpResponse | None:
-    """Resolve the request; the error answer when that fails, else ``None``."""
+def _resolve(request: HttpRequest) -> tuple[resolution.ResolvedTenant | None, HttpResponse | None]:
+    """Resolve the request: the tenant (or ``None``), else the error answer."""
     try:
-        resolve_request(request)
+        return resolve_request(request), None
     except exceptions.TenantsError as error:
-        headers = {"WWW-Authenticate": 'Bearer realm="api"'} if error.status_code == 401 else {}
-        if (wait := getattr(error, "wait", None)) is not None:
-            headers["Retry-After"] = str(max(wait, 1))
-        return error_response(
-            error.status_code, error.default_code, str(error.detail), error.details, headers
-        )
+        return None, exception_response(error)
     except DatabaseError as error:
         if (unavailable := database_error_response(error)) is None:
             raise
-        return unavailable
-    return None
+        return None, unavailable
 
 
 class SyncAndAsyncMiddleware:
@@ -142,18 +142,20 @@ class TenantMiddleware(SyncAndAsyncMiddleware):
 
     def handle(self, request: HttpRequest):
         with unscoped():
-            if failure := _resolution_failure(request):
+            resolved, failure = _resolve(request)
+            if failure is not None:
                 return failure
-            if request.tenant is None:
+            if resolved is None:
                 return self.get_response(request)
-            with tenant_scope(request.tenant):
+            with tenant_scope(resolved.tenant, cache_generation=resolved.cache_generation):
                 return self.get_response(request)
 
     async def __acall__(self, request: HttpRequest):
         with unscoped():
-            if failure := await sync_to_async(_resolution_failure)(request):
+            resolved, failure = await sync_to_async(_resolve)(request)
+            if failure is not None:
                 return failure
-            if request.tenant is None:
+            if resolved is None:
                 return await self.get_response(request)
-            with tenant_scope(request.tenant):
+            with tenant_scope(resolved.tenant, cache_generation=resolved.cache_generation):
                 return await self.get_response(request)

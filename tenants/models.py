@@ -12,25 +12,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from tenants.limits.registry import LIMIT_NAMES, MAX_LIMIT_VALUE, RESOURCES, counter_choices
 from tenants.scoping import TenantScopedModel
-
-#: The limits a plan sets and a tenant may override. ``None`` means unlimited.
-LIMIT_FIELDS = (
-    "requests_per_minute",
-    "max_members",
-    "max_api_keys",
-    "storage_bytes",
-    "max_file_bytes",
-    "jobs_per_day",
-    "api_calls_per_month",
-)
-
-#: The largest limit a plan or an override may set. Not a business rule (typos such as an extra
-#: zero are not its concern): it refuses overflow-ish nonsense. It fits ``PositiveBigIntegerField``
-#: with room to spare, so ``used * 100`` (percentages, computed in SQL bigint by
-#: ``tenants.admin_usage``) and a counter past its limit cannot overflow, and an override in the
-#: JSON always casts to a bigint. 10**15 is a petabyte of storage or a million billion calls.
-MAX_LIMIT_VALUE = 10**15
 
 RESERVED_SLUGS = frozenset(
     {"www", "api", "admin", "static", "media", "health", "metrics", "app", "mail", "status"}
@@ -56,13 +39,10 @@ def _limit_field(help_text: str) -> models.PositiveBigIntegerField:
 class Plan(models.Model):
     code = models.SlugField(max_length=32, unique=True)
     name = models.CharField(max_length=100)
-    requests_per_minute = _limit_field("API requests per minute.")
-    max_members = _limit_field("Members of the tenant.")
-    max_api_keys = _limit_field("Active API keys.")
-    storage_bytes = _limit_field("Stored file bytes.")
-    max_file_bytes = _limit_field("Bytes of a single file.")
-    jobs_per_day = _limit_field("Background jobs per day.")
-    api_calls_per_month = _limit_field("API calls per calendar month.")
+    # One nullable column per limit of the registry (tenants.limits.registry), in its order.
+    for _resource in RESOURCES:
+        vars()[_resource.name] = _limit_field(_resource.help_text)
+    del _resource
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -77,21 +57,21 @@ class Plan(models.Model):
         that it needs no migration)."""
         errors = {
             name: f"{name} must be at most {MAX_LIMIT_VALUE} (10**15); leave it empty for unlimited."
-            for name in LIMIT_FIELDS
+            for name in LIMIT_NAMES
             if getattr(self, name) is not None and getattr(self, name) > MAX_LIMIT_VALUE
         }
         if errors:
             raise ValidationError(errors)
 
     def limits(self) -> dict[str, int | None]:
-        return {name: getattr(self, name) for name in LIMIT_FIELDS}
+        return {name: getattr(self, name) for name in LIMIT_NAMES}
 
 
 def validate_limit_overrides(value: object) -> None:
     """Overrides are ``{limit_name: int in 0..MAX_LIMIT_VALUE or null}`` with known names only."""
     if not isinstance(value, dict):
         raise ValidationError("Limit overrides must be an object.")
-    unknown = sorted(set(value) - set(LIMIT_FIELDS))
+    unknown = sorted(set(value) - set(LIMIT_NAMES))
     if unknown:
         raise ValidationError(f"Unknown limits: {', '.join(unknown)}.")
     for name, limit in value.items():
@@ -254,12 +234,7 @@ class TenantUsage(TenantScopedModel):
     starts a new row, so a counter resets on time even when the clean-up job runs late.
     """
 
-    class Resource(models.TextChoices):
-        STORAGE_BYTES = "storage_bytes", "Stored file bytes"
-        JOBS_PER_DAY = "jobs_per_day", "Background jobs per day"
-        API_CALLS_PER_MONTH = "api_calls_per_month", "API calls per month"
-
-    resource = models.CharField(max_length=32, choices=Resource.choices)
+    resource = models.CharField(max_length=32, choices=counter_choices())
     period = models.CharField(max_length=10, blank=True, default="")
     used = models.PositiveBigIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)

@@ -16,10 +16,10 @@ MANAGER_ROLES = {Membership.Role.OWNER, Membership.Role.ADMIN, "staff"}
 
 
 def caller_can_write(request) -> bool:
-    api_key = getattr(request._request, "api_key", None)
+    api_key = getattr(request, "api_key", None)
     if api_key is not None:
         return api_key.has_scope(ApiKey.Scope.WRITE)
-    return request._request.tenant_role in MANAGER_ROLES
+    return request.tenant_role in MANAGER_ROLES
 
 
 class IsTenantMember(BasePermission):
@@ -30,8 +30,8 @@ class IsTenantMember(BasePermission):
     def has_permission(self, request, view) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False
-        if getattr(request._request, "tenant", None) is None:
+        if getattr(request, "tenant", None) is None:
             raise TenantRequired()
-        if request._request.api_key is None and request._request.tenant_role is None:
+        if request.api_key is None and request.tenant_role is None:
             return False
         return request.method in SAFE_METHODS or caller_can_write(request)

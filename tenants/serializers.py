@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.utils import timezone
 from rest_framework import serializers
 
-from tenants.models import LIMIT_FIELDS, ApiKey, Membership, Plan, Tenant
+from tenants.limits.registry import LIMIT_NAMES
+from tenants.models import ApiKey, Membership, Plan, Tenant
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -23,7 +24,7 @@ class TenantSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "slug", "status", "created_at"]
 
     def get_limits(self, tenant: Tenant) -> dict[str, int | None]:
-        return {name: tenant.limits()[name] for name in LIMIT_FIELDS}
+        return {name: tenant.limits()[name] for name in LIMIT_NAMES}
 
     def get_usage(self, tenant: Tenant) -> dict[str, int]:
         return self.context["usage"]
@@ -109,6 +110,8 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
 
 class QuotaLineSerializer(serializers.Serializer):
+    label = serializers.CharField()
+    unit = serializers.CharField()
     limit = serializers.IntegerField(allow_null=True, help_text="Empty: unlimited.")
     used = serializers.IntegerField(allow_null=True, help_text="Empty for a per-file limit.")
     percent = serializers.IntegerField(allow_null=True)

@@ -2,7 +2,9 @@
 
 Quota invariant: adding a member or an API key locks the tenant row (``SELECT ... FOR UPDATE``)
 before counting, so concurrent additions are serialised and a tenant can never pass its limit.
-Counted resources (storage, jobs, API calls) use ``tenants.quotas.quota_reserve`` instead.
+Counted resources (storage, jobs, API calls) use ``tenants.limits.quotas.quota_reserve`` instead.
+The API and the admin both call these functions: the row lock, the quotas and the last-owner rule
+are written here once.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from django.utils import timezone
 from tenants.context import tenant_scope
 from tenants.exceptions import AlreadyMember, LastOwner, UserNotFound
 from tenants.keys import generate_key, hash_key
+from tenants.limits.quotas import quota_check
+from tenants.limits.registry import MAX_API_KEYS, MAX_MEMBERS
 from tenants.models import ApiKey, Membership, Plan, Tenant
-from tenants.quotas import quota_check
 
 User = get_user_model()
 
@@ -51,17 +54,24 @@ def _lock_tenant(tenant: Tenant) -> Tenant:
     return Tenant.objects.select_for_update().select_related("plan").get(pk=tenant.pk)
 
 
-@transaction.atomic
-def membership_add(*, tenant: Tenant, email: str, role: str = Membership.Role.MEMBER) -> Membership:
+def membership_add_by_email(
+    *, tenant: Tenant, email: str, role: str = Membership.Role.MEMBER
+) -> Membership:
     """Add an existing user, found by email (case-insensitive), to the tenant."""
     user = User.objects.filter(email__iexact=email.strip()).order_by("id").first()
     if user is None:
         raise UserNotFound(details={"email": ["No user has that email address."]})
+    return membership_add(tenant=tenant, user=user, role=role)
+
+
+@transaction.atomic
+def membership_add(*, tenant: Tenant, user, role: str = Membership.Role.MEMBER) -> Membership:
+    """Add ``user`` to the tenant, within its member quota."""
     locked = _lock_tenant(tenant)
     with tenant_scope(locked):
         if Membership.objects.filter(user=user).exists():
             raise AlreadyMember()
-        quota_check(tenant=locked, resource="max_members", used=Membership.objects.count())
+        quota_check(tenant=locked, resource=MAX_MEMBERS, used=Membership.objects.count())
         return Membership.objects.create(user=user, role=role)
 
 
@@ -71,9 +81,14 @@ def _owners_left_after(membership: Membership) -> int:
 
 @transaction.atomic
 def membership_change_role(*, membership: Membership, role: str) -> Membership:
-    """Change a member's role. The last owner cannot be demoted."""
+    """Change a member's role. The last owner cannot be demoted.
+
+    The role in force is read again under the tenant's lock: the caller's object may be stale, or
+    (a form) already carry the new role.
+    """
     with tenant_scope(_lock_tenant(membership.tenant)):
-        demoting = membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER
+        saved_role = Membership.objects.values_list("role", flat=True).get(pk=membership.pk)
+        demoting = saved_role == Membership.Role.OWNER and role != Membership.Role.OWNER
         if demoting and _owners_left_after(membership) == 0:
             raise LastOwner()
         membership.role = role
@@ -85,7 +100,8 @@ def membership_change_role(*, membership: Membership, role: str) -> Membership:
 def membership_remove(*, membership: Membership) -> None:
     """Remove a member. The last owner cannot be removed."""
     with tenant_scope(_lock_tenant(membership.tenant)):
-        if membership.role == Membership.Role.OWNER and _owners_left_after(membership) == 0:
+        saved_role = Membership.objects.values_list("role", flat=True).get(pk=membership.pk)
+        if saved_role == Membership.Role.OWNER and _owners_left_after(membership) == 0:
             raise LastOwner()
         membership.delete()
 
@@ -112,7 +128,7 @@ def api_key_create(
     locked = _lock_tenant(tenant)
     with tenant_scope(locked):
         active = ApiKey.objects.filter(revoked_at__isnull=True).count()
-        quota_check(tenant=locked, resource="max_api_keys", used=active)
+        quota_check(tenant=locked, resource=MAX_API_KEYS, used=active)
         secret, prefix = generate_key()
         api_key = ApiKey.objects.create(
             name=name,

@@ -1,20 +1,18 @@
 """Drop cached resolutions, and invalidate the tenant's cache, when the rows behind them change.
 
 Deletion waits for the transaction to commit: dropping the entry earlier would let a concurrent
-request cache the old row again before the new one is visible. Resolutions are global keys, so they
-are dropped outside any tenant scope (inside one the key function would name tenant keys).
+request cache the old row again before the new one is visible. Resolutions live in the global cache,
+whose keys are the same in and out of any tenant scope.
 """
 
 from __future__ import annotations
 
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from tenants import resolution
-from tenants.cache import cache_invalidated_by
-from tenants.context import unscoped
+from tenants.cache import cache_invalidated_by, global_cache
 from tenants.models import ApiKey, Membership, Plan, Tenant
 
 # The tenant's cached answers (GET /api/v1/tenant/ shows its plan, members and keys).
@@ -26,13 +24,8 @@ cache_invalidated_by(
 )
 
 
-def _drop(keys: list[str]) -> None:
-    with unscoped():
-        cache.delete_many(keys)
-
-
 def _drop_after_commit(*keys: str) -> None:
-    transaction.on_commit(lambda: _drop(list(keys)))
+    transaction.on_commit(lambda: global_cache().delete_many(list(keys)))
 
 
 @receiver([post_save, post_delete], sender=ApiKey)

@@ -19,6 +19,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from rest_framework.test import APIClient
 
 from degradation.breakers.storage import KEY_PREFIX as BREAKER_KEY_PREFIX
+from tenants import resolution
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
@@ -60,6 +61,8 @@ def _clear_breaker_state() -> None:
 
 def _clear_caches() -> None:
     cache.clear()
+    caches["global"].clear()
+    resolution.clear_process_memory()
     caches["flags"].clear()
     with suppress(RedisConnectionError):  # the counters have no fallback while Redis is stopped
         caches["ratelimit"].clear()

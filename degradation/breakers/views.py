@@ -40,7 +40,7 @@ def requires_dependencies(*names: str):
                     "dependency_unavailable",
                     f"Unavailable while {', '.join(unavailable)} is down. Retry shortly.",
                     details={"breakers": sorted(unavailable)},
-                    headers={"Retry-After": str(max(unavailable.values()))},
+                    wait=max(unavailable.values()),
                 )
             return view(*args, **kwargs)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from django.conf import settings as django_settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.test import override_settings
 from redis import Redis
 
@@ -21,7 +21,6 @@ from degradation.breakers import (
 )
 from degradation.models import BreakerEvent
 from scripts.services import free_port
-from tenants.context import unscoped
 from tests.child_process import run_django
 from tests.degradation.breaker_helpers import configure_breakers, counting_server, wait_until
 from tests.degradation.test_resilient_cache import _resilient_caches, _start_redis, _stop
@@ -210,7 +209,7 @@ def test_with_redis_stopped_breakers_work_per_process_and_resync(settings):
 
 _START_WITH_REDIS_DOWN = """
 import json, time
-from django.core.cache import cache
+from django.core.cache import caches
 from degradation.breakers import CircuitOpen, breaker
 b = breaker("storage")
 def down():
@@ -223,9 +222,9 @@ for _ in range(4):
         outcomes.append("fast")
     except ConnectionError:
         outcomes.append("failed")
-cache.set("k", "v")
+caches["global"].set("k", "v")
 print(json.dumps({"outcomes": outcomes, "state": b.snapshot().state,
-                  "shared": b.storage.shared, "cache": cache.get("k")}))
+                  "shared": b.storage.shared, "cache": caches["global"].get("k")}))
 """
 
 
@@ -245,11 +244,12 @@ def test_start_up_with_redis_down_gives_per_process_breakers():
 def test_the_cache_backend_uses_the_process_local_redis_breaker():
     dead = f"redis://127.0.0.1:{free_port()}/0"
     caches_setting = _resilient_caches(dead, failures=2, cooldown=600)
-    with override_settings(CACHES=caches_setting), unscoped():
-        assert cache.get("a") is None  # served by the local fallback
-        cache.set("a", "local")
+    with override_settings(CACHES=caches_setting):
+        store = caches["global"]
+        assert store.get("a") is None  # served by the local fallback
+        store.set("a", "local")
         assert breaker("redis").snapshot().state == OPEN
-        assert cache.get("a") == "local"
+        assert store.get("a") == "local"
         with pytest.raises(CircuitOpen):
             breaker("redis").call(lambda: pytest.fail("must not be called"))
     event = BreakerEvent.objects.get(breaker="redis")

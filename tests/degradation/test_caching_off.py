@@ -29,8 +29,8 @@ _SETTINGS_WITH_CACHING_OFF = textwrap.dedent(
 def test_enable_caching_false_configures_a_dummy_cache_but_keeps_the_rate_limit_counters():
     caches_setting = run_django(_SETTINGS_WITH_CACHING_OFF, ENABLE_CACHING="false")
     dummy = {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
-    assert caches_setting.keys() == {"default", "flags", "ratelimit"}
-    assert caches_setting["default"] == caches_setting["flags"] == dummy
+    assert caches_setting.keys() == {"default", "global", "flags", "ratelimit"}
+    assert caches_setting["default"] == caches_setting["global"] == caches_setting["flags"] == dummy
     # Counters are not a cache: with them in a DummyCache every tenant would be unlimited.
     assert caches_setting["ratelimit"]["BACKEND"] == "degradation.cache.ResilientRedisCache"
     assert caches_setting["ratelimit"]["OPTIONS"]["FALLBACK"] is False
@@ -40,7 +40,7 @@ def test_with_caching_off_the_api_resolves_reads_and_writes_through_sql(
     settings, client, django_capture_on_commit_callbacks
 ):
     dummy = {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}
-    settings.CACHES = {**settings.CACHES, "default": dummy, "flags": dummy}
+    settings.CACHES = {**settings.CACHES, "default": dummy, "global": dummy, "flags": dummy}
     assert isinstance(caches["default"], DummyCache)
     tenant = TenantFactory(slug="acme", name="Acme Ltd")
     _, secret = issue_key(tenant)

@@ -26,7 +26,7 @@ from redis import Redis
 from degradation.cache import ResilientRedisCache, cache_status, outage_counters
 from scripts.services import ServiceUnavailable, free_port, redis_server, wait_for_port
 from tenants.cache import tenant_cache_invalidate
-from tenants.context import tenant_scope, unscoped
+from tenants.context import tenant_scope
 from tenants.models import Tenant
 from tests.factories import TenantFactory, issue_key, key_client
 
@@ -36,7 +36,8 @@ URL = "/api/v1/tenant/"
 
 
 def _resilient_caches(url: str, *, failures: int, cooldown: float) -> dict:
-    """The default cache and the rate-limit counters (no fallback: they fail open) on ``url``."""
+    """The tenant and global caches and the rate-limit counters (no fallback: they fail open) on
+    ``url``."""
     redis = {
         "BACKEND": "degradation.cache.ResilientRedisCache",
         "LOCATION": url,
@@ -49,10 +50,11 @@ def _resilient_caches(url: str, *, failures: int, cooldown: float) -> dict:
     }
     return {
         "default": {**redis, "KEY_PREFIX": "ils", "KEY_FUNCTION": "tenants.cache.make_key"},
+        "global": {**redis, "KEY_PREFIX": "ils-g"},
         "ratelimit": {
             **redis,
             "KEY_PREFIX": "ils-rl",
-            "OPTIONS": {**redis["OPTIONS"], "FALLBACK": False},
+            "OPTIONS": {**redis["OPTIONS"], "FALLBACK": False, "REMEMBER_ADDED": True},
         },
     }
 
@@ -149,9 +151,8 @@ def test_with_redis_stopped_the_api_answers_health_is_degraded_and_redis_is_used
                 assert _counters(url)["degraded"] is False
                 assert Redis.from_url(url).dbsize() > 0  # written to the new server
                 assert client.get("/health/ready").json()["status"] == "ok"
-                with unscoped():
-                    cache.set("after", "redis")
-                assert Redis.from_url(url).exists(cache.make_key("after")) == 1
+                caches["global"].set("after", "redis")
+                assert Redis.from_url(url).exists(caches["global"].make_key("after")) == 1
             finally:
                 _stop(process)
 
@@ -165,13 +166,11 @@ def test_invalidations_made_during_the_outage_hold_for_what_redis_kept(tenant_an
         with override_settings(CACHES=_resilient_caches(url, failures=1, cooldown=0)):
             with tenant_scope(tenant):
                 cache.set("answer", "before the outage")
-            with unscoped():
-                cache.set("resolution", "before the outage")
+            caches["global"].set("resolution", "before the outage")
             _stop(process)  # saves its data on the way down
 
             tenant_cache_invalidate(tenant)  # lands in the local cache only
-            with unscoped():
-                cache.delete("resolution")
+            caches["global"].delete("resolution")
             assert cache_status() == "degraded"
 
             process = _start_redis(port, data_dir=tmp_path)
@@ -180,8 +179,7 @@ def test_invalidations_made_during_the_outage_hold_for_what_redis_kept(tenant_an
             with tenant_scope(Tenant.objects.get(pk=tenant.pk)):
                 assert cache.get("answer") is None
             assert cache_status() == "ok"
-            with unscoped():
-                assert cache.get("resolution") is None
+            assert caches["global"].get("resolution") is None
     finally:
         _stop(process)
 
@@ -216,18 +214,18 @@ def test_while_the_breaker_is_open_calls_make_no_connection_attempt():
     with _silent_server() as (port, accepted):
         url = f"redis://127.0.0.1:{port}/0"
         with override_settings(CACHES=_resilient_caches(url, failures=2, cooldown=600)):
-            with unscoped():
-                assert cache.get("a") is None  # attempt 1: read timeout, served locally
-                assert len(accepted) == 1
-                cache.set("a", "local")  # attempt 2: the breaker opens
-                assert len(accepted) == 2
+            store = caches["global"]
+            assert store.get("a") is None  # attempt 1: read timeout, served locally
+            assert len(accepted) == 1
+            store.set("a", "local")  # attempt 2: the breaker opens
+            assert len(accepted) == 2
 
-                for n in range(50):
-                    cache.set(f"k{n}", n)
-                    assert cache.get(f"k{n}") == n
-                assert cache.get("a") == "local"
-                assert cache.get_many(["k1", "k2"]) == {"k1": 1, "k2": 2}
-                assert cache.incr("k3") == 4
+            for n in range(50):
+                store.set(f"k{n}", n)
+                assert store.get(f"k{n}") == n
+            assert store.get("a") == "local"
+            assert store.get_many(["k1", "k2"]) == {"k1": 1, "k2": 2}
+            assert store.incr("k3") == 4
 
             assert len(accepted) == 2  # 103 calls later, still two connection attempts
             assert cache_status() == "degraded"

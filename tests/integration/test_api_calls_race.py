@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from tenants import api_calls, quotas
+from tenants import limits
+from tenants.limits import api_calls, quotas
 from tests.factories import TenantFactory, issue_key, key_client, plan
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -45,4 +46,4 @@ def test_concurrent_calls_never_pass_the_monthly_limit(settings):
 
     assert statuses == Counter({200: LIMIT, 403: THREADS * CALLS_PER_THREAD - LIMIT})
     assert api_calls.api_calls_used(tenant) == LIMIT
-    assert quotas.quota_usage(tenant, quotas.API_CALLS_PER_MONTH) == LIMIT
+    assert quotas.quota_usage(tenant, limits.API_CALLS_PER_MONTH) == LIMIT

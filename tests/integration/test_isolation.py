@@ -37,9 +37,10 @@ from django.utils.regex_helper import normalize
 from rest_framework.test import APIClient
 from waffle import get_waffle_flag_model
 
-from tenants import quotas
+from tenants import limits
 from tenants.context import current_tenant, tenant_scope
 from tenants.exceptions import TenantScopeMissing
+from tenants.limits import quotas
 from tenants.models import ApiKey, Membership, Tenant, TenantUsage
 from tenants.scoping import TenantScopedModel
 from tests.factories import MembershipFactory, TenantFactory, UserFactory, issue_key, key_client
@@ -193,7 +194,7 @@ def _build_api_keys(data: TenantAData) -> list[ApiKey]:
 def _build_usage(data: TenantAData) -> list[TenantUsage]:
     """Usage counters whose values are markers: numbers only A's usage answer may show."""
     rows = []
-    for resource in (quotas.STORAGE_BYTES, quotas.JOBS_PER_DAY):
+    for resource in (limits.STORAGE_BYTES, limits.JOBS_PER_DAY):
         used = secrets.randbelow(9 * 10**12) + 10**12  # 13 digits: never a count B could have
         data.markers.add(str(used))
         rows.append(

@@ -57,7 +57,9 @@ def test_concurrent_member_additions_stop_exactly_at_the_limit(free_tenant):
     )
 
     outcomes = _race(
-        lambda i: services.membership_add(tenant=free_tenant, email=f"racer{i}@example.com")
+        lambda i: services.membership_add_by_email(
+            tenant=free_tenant, email=f"racer{i}@example.com"
+        )
     )
 
     assert outcomes == Counter(created=3, quota_exceeded=WRITERS - 3)

@@ -16,8 +16,9 @@ import pytest
 from django.db import connection, transaction
 
 from tenants.exceptions import QuotaExceeded
+from tenants.limits import JOBS_PER_DAY, STORAGE_BYTES
+from tenants.limits.quotas import quota_release, quota_reserve, quota_usage
 from tenants.models import TenantUsage
-from tenants.quotas import JOBS_PER_DAY, STORAGE_BYTES, quota_release, quota_reserve, quota_usage
 from tests.factories import TenantFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]

@@ -15,7 +15,7 @@ import pytest
 from django.test import override_settings
 
 from scripts.services import redis_server
-from tenants import ratelimits
+from tenants.limits import ratelimits
 from tests.assertions import assert_error
 from tests.factories import TenantFactory, issue_key, key_client, plan
 
@@ -32,11 +32,12 @@ def _caches_on(url: str) -> dict:
     }
     return {
         "default": {**redis, "KEY_PREFIX": "ils", "KEY_FUNCTION": "tenants.cache.make_key"},
+        "global": {**redis, "KEY_PREFIX": "ils-g"},
         "flags": {**redis, "KEY_PREFIX": "ils-flags"},
         "ratelimit": {
             **redis,
             "KEY_PREFIX": "ils-rl",
-            "OPTIONS": {**redis["OPTIONS"], "FALLBACK": False},
+            "OPTIONS": {**redis["OPTIONS"], "FALLBACK": False, "REMEMBER_ADDED": True},
         },
     }
 
@@ -67,7 +68,7 @@ def test_fail_open_lets_requests_through_unlimited_and_logs_the_outage_once(
     counted = ratelimits.outage_counters()
 
     stopped_redis()
-    with caplog.at_level(logging.WARNING, logger="tenants.ratelimits"):
+    with caplog.at_level(logging.WARNING, logger="tenants.limits.ratelimits"):
         answers = [api.get(URL) for _ in range(5)]
         wrong_key = key_client("ils_000000000000_not-a-real-key").get(URL)
 
@@ -78,7 +79,7 @@ def test_fail_open_lets_requests_through_unlimited_and_logs_the_outage_once(
     assert after["failed_open"] > counted["failed_open"]
     assert after["failed_closed"] == counted["failed_closed"]
     assert after["outages"] == counted["outages"] + 1
-    outage_lines = [r for r in caplog.records if r.name == "tenants.ratelimits"]
+    outage_lines = [r for r in caplog.records if r.name == "tenants.limits.ratelimits"]
     assert len(outage_lines) == 1
     assert "let through unlimited" in outage_lines[0].getMessage()
 
@@ -111,6 +112,8 @@ def test_usage_answers_with_redis_stopped_when_failing_open(settings, stopped_re
     assert response.status_code == 200, response.content
     body = response.json()
     assert body["quotas"]["max_api_keys"] == {
+        "label": "Active API keys",
+        "unit": "keys",
         "limit": 2,
         "used": 1,
         "percent": 50,

@@ -13,7 +13,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from tenants import quotas
+from tenants import limits
+from tenants.limits import quotas
 from tenants.models import MAX_LIMIT_VALUE, Plan, Tenant, TenantUsage
 from tests.factories import MembershipFactory, TenantFactory, UserFactory, issue_key, plan
 
@@ -79,20 +80,20 @@ def population(limited):
     for key in issued[:2]:
         key.revoked_at = timezone.now()
         key.save()  # 3 active of 5: revoked keys do not count
-    _count(_tenant(limited, "storage-99"), quotas.STORAGE_BYTES, 999)
-    _count(_tenant(limited, "storage-79"), quotas.STORAGE_BYTES, 799)
-    _count(_tenant(limited, "jobs-100"), quotas.JOBS_PER_DAY, 10)
-    _count(_tenant(limited, "calls-over"), quotas.API_CALLS_PER_MONTH, 260)  # 130%
+    _count(_tenant(limited, "storage-99"), limits.STORAGE_BYTES, 999)
+    _count(_tenant(limited, "storage-79"), limits.STORAGE_BYTES, 799)
+    _count(_tenant(limited, "jobs-100"), limits.JOBS_PER_DAY, 10)
+    _count(_tenant(limited, "calls-over"), limits.API_CALLS_PER_MONTH, 260)  # 130%
     past = _tenant(limited, "calls-last-month")
     _count(
         past,
-        quotas.API_CALLS_PER_MONTH,
+        limits.API_CALLS_PER_MONTH,
         500,
         now=timezone.now() - timedelta(days=40),
     )
     _count(
         _tenant(limited, "jobs-yesterday"),
-        quotas.JOBS_PER_DAY,
+        limits.JOBS_PER_DAY,
         10,
         now=timezone.now() - timedelta(days=1),
     )
@@ -104,10 +105,10 @@ def population(limited):
     _tenant(limited, "unlimited-override", members=5, overrides={"max_members": None})
     _tenant(limited, "zero-allowed", overrides={"jobs_per_day": 0})  # none allowed: at 100%
     storage_raised = _tenant(limited, "storage-raised", overrides={"storage_bytes": 10**12})
-    _count(storage_raised, quotas.STORAGE_BYTES, 999)
+    _count(storage_raised, limits.STORAGE_BYTES, 999)
     _count(
         _tenant(limited, "huge-limit", overrides={"storage_bytes": MAX_LIMIT_VALUE}),
-        quotas.STORAGE_BYTES,
+        limits.STORAGE_BYTES,
         MAX_LIMIT_VALUE,
     )
 
@@ -184,7 +185,7 @@ def test_filtered_changelist_queries_do_not_grow_with_tenants(admin_client, limi
         for i in range(count - Tenant.objects.count()):
             tenant = _tenant(limited, f"t{count}-{i}", members=4)
             issue_key(tenant)
-            _count(tenant, quotas.JOBS_PER_DAY, 9)
+            _count(tenant, limits.JOBS_PER_DAY, 9)
         with CaptureQueriesContext(connection) as queries:
             listed = _listed(admin_client, usage="80")
         assert len(listed) == count
@@ -207,8 +208,8 @@ def test_filtered_changelist_stays_under_a_query_budget(
 def test_change_page_shows_usage_bars(admin_client, limited):
     tenant = _tenant(limited, "shown", members=4, overrides={"jobs_per_day": None})
     issue_key(tenant)
-    _count(tenant, quotas.STORAGE_BYTES, 1000)
-    _count(tenant, quotas.JOBS_PER_DAY, 7)
+    _count(tenant, limits.STORAGE_BYTES, 1000)
+    _count(tenant, limits.JOBS_PER_DAY, 7)
 
     response = admin_client.get(_url("change", tenant.pk))
 

@@ -1,4 +1,4 @@
-"""The monthly API-call quota (``tenants/api_calls.py``), its warning header and ``/api/v1/usage/``."""
+"""The monthly API-call quota (``tenants/limits/api_calls.py``), its warning header and ``/api/v1/usage/``."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ from datetime import UTC, datetime
 
 import pytest
 from asgiref.sync import async_to_sync
-from django.core.cache import cache, caches
+from django.core.cache import caches
 from django.test import AsyncClient
 
 from config.db_router import PIN_KEY_PREFIX
-from tenants import api_calls, quotas
-from tenants.context import unscoped
+from tenants import limits
+from tenants.cache import global_cache
+from tenants.exceptions import QuotaExceeded
+from tenants.limits import api_calls, quotas
 from tenants.models import TenantUsage
 from tests.assertions import assert_error
 from tests.factories import (
@@ -26,7 +28,7 @@ from tests.factories import (
 pytestmark = [pytest.mark.django_db, pytest.mark.redis]
 
 URL = "/api/v1/tenant/"
-MONTH = quotas.API_CALLS_PER_MONTH
+MONTH = limits.API_CALLS_PER_MONTH
 
 
 def _tenant_client(**overrides):
@@ -115,8 +117,7 @@ def test_writing_the_count_does_not_pin_the_tenants_reads_to_the_primary(setting
     assert client.get(URL).status_code == 200
 
     assert _durable(tenant) == 1
-    with unscoped():
-        assert cache.get(f"{PIN_KEY_PREFIX}:tenant:{tenant.pk}") is None
+    assert global_cache().get(f"{PIN_KEY_PREFIX}:tenant:{tenant.pk}") is None
 
 
 def test_a_new_month_is_a_new_count():
@@ -125,7 +126,7 @@ def test_a_new_month_is_a_new_count():
     december = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
 
     assert api_calls.count_api_call(tenant, now=november).used == 1
-    with pytest.raises(quotas.QuotaExceeded):
+    with pytest.raises(QuotaExceeded):
         api_calls.count_api_call(tenant, now=november)
     assert api_calls.count_api_call(tenant, now=december).used == 1
 
@@ -134,7 +135,7 @@ def test_usage_lists_every_quota_with_limit_used_and_reset(settings, ratelimit_c
     settings.API_CALLS_FLUSH_EVERY = 1000
     tenant, client = _tenant_client(storage_bytes=1000, jobs_per_day=10)
     TenantUsage.all_tenants.create(
-        tenant=tenant, resource=quotas.STORAGE_BYTES, period="", used=850
+        tenant=tenant, resource=limits.STORAGE_BYTES, period="", used=850
     )
     client.get(URL)
 
@@ -151,6 +152,8 @@ def test_usage_lists_every_quota_with_limit_used_and_reset(settings, ratelimit_c
         "api_calls_per_month",
     }
     assert body["quotas"]["storage_bytes"] == {
+        "label": "Stored bytes",
+        "unit": "bytes",
         "limit": 1000,
         "used": 850,
         "percent": 85,

@@ -30,19 +30,19 @@ def _guess(n: int, address: str = "203.0.113.7"):
     return key_client(f"ils_{n:012x}_guess").get(URL, REMOTE_ADDR=address)
 
 
-def test_after_the_limit_every_keyed_request_from_the_address_gets_429(valid_secret):
+def test_after_the_limit_bad_keys_from_the_address_get_429_and_valid_keys_still_pass(
+    valid_secret,
+):
     failures = [_guess(n) for n in range(LIMIT)]
     assert [f.status_code for f in failures] == [401] * LIMIT
 
     blocked_guess = _guess(99)
-    blocked_right_key = key_client(valid_secret).get(URL, REMOTE_ADDR="203.0.113.7")
-
-    for response in (blocked_guess, blocked_right_key):
-        error = assert_error(response, 429, "too_many_failed_attempts")
-        assert error["message"]
-        assert 1 <= int(response["Retry-After"]) <= 60
-    # A right guess is refused too: the attacker learns nothing from the answer.
-    assert blocked_right_key.json() == blocked_guess.json()
+    error = assert_error(blocked_guess, 429, "too_many_failed_attempts")
+    assert error["message"]
+    assert 1 <= int(blocked_guess["Retry-After"]) <= 60
+    # Behind a proxy or a NAT the address is shared: someone else's failures never lock out a
+    # client with a valid key (and a valid key costs no counter read).
+    assert key_client(valid_secret).get(URL, REMOTE_ADDR="203.0.113.7").status_code == 200
 
 
 def test_other_addresses_are_not_affected(valid_secret):

@@ -17,6 +17,7 @@ from tenants import services
 from tenants.cache import (
     cache_counters,
     generation_key,
+    global_cache,
     tenant_cache,
     tenant_cache_invalidate,
     tenant_cache_invalidate_many,
@@ -47,8 +48,7 @@ def _fresh(tenant: Tenant) -> Tenant:
 
 
 def _generation(tenant: Tenant) -> int:
-    with unscoped():
-        return cache.get(generation_key(tenant.pk))
+    return global_cache().get(generation_key(tenant.pk))
 
 
 def _counts(tenant: Tenant) -> dict[str, int]:
@@ -56,20 +56,35 @@ def _counts(tenant: Tenant) -> dict[str, int]:
 
 
 @pytest.mark.redis
-def test_keys_carry_the_tenant_and_its_generation_in_a_scope_and_g_outside(two_tenants):
+def test_keys_carry_the_tenant_and_its_generation_and_need_a_scope(two_tenants):
     acme, _ = two_tenants
     with tenant_scope(acme):
         cache.set("greeting", "hello")
         generation = _generation(acme)
         tenant_key = cache.make_key("greeting")
-    with unscoped():
-        cache.set("greeting", "global")
-        global_key = cache.make_key("greeting")
+    global_cache().set("greeting", "global")
+    global_key = global_cache().make_key("greeting")
 
     assert tenant_key == f"{cache.key_prefix}:1:t:{acme.pk}:{generation}:greeting"
-    assert global_key == f"{cache.key_prefix}:1:g:greeting"
+    assert global_key == f"{global_cache().key_prefix}:1:greeting"
     assert _raw_redis().exists(tenant_key, global_key) == 2
-    assert _raw_redis().exists(f"{cache.key_prefix}:1:g:{generation_key(acme.pk)}") == 1
+    assert _raw_redis().exists(global_cache().make_key(generation_key(acme.pk))) == 1
+    # Outside a scope the tenant cache refuses: tenant data never lands under a global key.
+    with unscoped(), pytest.raises(TenantScopeMissing):
+        cache.set("greeting", "nowhere")
+    with unscoped(), pytest.raises(TenantScopeMissing):
+        cache.get("greeting")
+
+
+@pytest.mark.redis
+def test_global_keys_are_the_same_inside_and_outside_any_scope(two_tenants):
+    acme, globex = two_tenants
+    with tenant_scope(acme):
+        global_cache().set("resolution", "seen from acme")
+    with tenant_scope(globex):
+        assert global_cache().get("resolution") == "seen from acme"
+        global_cache().delete("resolution")
+    assert global_cache().get("resolution") is None
 
 
 @pytest.mark.redis
@@ -78,16 +93,14 @@ def test_two_tenants_identical_keys_never_collide(two_tenants):
     for tenant in two_tenants:
         with tenant_scope(tenant):
             cache.set("settings", {"owner": tenant.slug})
-    with unscoped():
-        cache.set("settings", {"owner": "platform"})
+    global_cache().set("settings", {"owner": "platform"})
 
     with tenant_scope(_fresh(acme)):
         assert cache.get("settings") == {"owner": "acme"}
     with tenant_scope(_fresh(globex)):
         assert cache.get("settings") == {"owner": "globex"}
-    with unscoped():
-        assert cache.get("settings") == {"owner": "platform"}
-    assert len(_raw_redis().keys(f"{cache.key_prefix}:1:*settings")) == 3
+    assert global_cache().get("settings") == {"owner": "platform"}
+    assert len(_raw_redis().keys(f"{cache.key_prefix}:1:*settings")) == 2
 
 
 @pytest.mark.redis
@@ -96,8 +109,7 @@ def test_a_generation_bump_invalidates_one_tenant_and_nothing_else(two_tenants):
     for tenant in two_tenants:
         with tenant_scope(tenant):
             cache.set("report", f"{tenant.slug} report")
-    with unscoped():
-        cache.set("report", "global report")
+    global_cache().set("report", "global report")
     before = _generation(acme)
 
     tenant_cache_invalidate(acme)
@@ -109,8 +121,7 @@ def test_a_generation_bump_invalidates_one_tenant_and_nothing_else(two_tenants):
         assert cache.get("report") == "new acme report"
     with tenant_scope(_fresh(globex)):
         assert cache.get("report") == "globex report"
-    with unscoped():
-        assert cache.get("report") == "global report"
+    assert global_cache().get("report") == "global report"
 
 
 @pytest.mark.redis
@@ -267,7 +278,7 @@ def test_the_tenant_read_reflects_members_and_keys_on_the_next_request(
     assert client.get(URL).json()["usage"] == {"members": 0, "api_keys": 1}
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.membership_add(tenant=acme, email=UserFactory().email)
+        services.membership_add_by_email(tenant=acme, email=UserFactory().email)
     assert client.get(URL).json()["usage"] == {"members": 1, "api_keys": 1}
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -295,7 +306,9 @@ def test_without_a_commit_nothing_is_invalidated(acme_key):
     before = _generation(acme)
 
     with tenant_scope(acme):
-        services.membership_add(tenant=acme, email=UserFactory().email)  # on_commit never runs
+        services.membership_add_by_email(
+            tenant=acme, email=UserFactory().email
+        )  # on_commit never runs
 
     assert _generation(acme) == before
     assert client.get(URL).json()["usage"]["members"] == 0

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
+from tenants import context
 from tenants.context import (
-    _current_tenant,
     current_tenant,
     require_tenant,
     tenant_scope,
@@ -141,7 +141,7 @@ def test_asyncio_tasks_inherit_the_scope_but_do_not_leak_back(tenant_a, tenant_b
             events.append(("child scoped", current_tenant()))
             await asyncio.sleep(0)
         # even a scope set without the context manager must not leak back to the parent
-        _current_tenant.set(tenant_b)
+        context._current_scope.set(context.Scope(tenant_b))
         events.append(("child set", current_tenant()))
 
     async def parent() -> list[tuple[str, object]]:

@@ -9,12 +9,8 @@ from django.db import IntegrityError, transaction
 
 from config.api import api_exception_handler
 from tenants.exceptions import FileTooLarge, QuotaExceeded
-from tenants.models import TenantUsage
-from tenants.quotas import (
-    API_CALLS_PER_MONTH,
-    JOBS_PER_DAY,
-    MAX_FILE_BYTES,
-    STORAGE_BYTES,
+from tenants.limits import API_CALLS_PER_MONTH, JOBS_PER_DAY, MAX_FILE_BYTES, STORAGE_BYTES
+from tenants.limits.quotas import (
     period_key,
     quota_reconcile,
     quota_release,
@@ -23,6 +19,7 @@ from tenants.quotas import (
     quota_threshold_crossed,
     quota_usage,
 )
+from tenants.models import TenantUsage
 from tests.factories import TenantFactory
 
 pytestmark = pytest.mark.django_db

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
-from django.core.cache import cache
 from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from tenants import resolution, services
+from tenants.cache import global_cache
 from tenants.context import tenant_scope, unscoped
 from tenants.exceptions import QuotaExceeded
 from tenants.management.base import OneLineErrorCommand
@@ -168,7 +168,9 @@ class Command(OneLineErrorCommand):
         new_slugs = [slug for slug in slugs if slug not in present]
         # A lookup of a not-yet-existing slug may have cached "missing"; drop it with the commit.
         transaction.on_commit(
-            lambda: cache.delete_many([resolution.tenant_slug_cache_key(s) for s in new_slugs])
+            lambda: global_cache().delete_many(
+                [resolution.tenant_slug_cache_key(s) for s in new_slugs]
+            )
         )
         return len(tenant_ids) - len(present)
 

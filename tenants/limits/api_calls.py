@@ -1,9 +1,9 @@
 """The ``api_calls_per_month`` quota: one atomic counter per tenant and month, in the counter store.
 
-Every tenant request that passes its rate limit is counted here (``TenantRateThrottle``), so the
+Every tenant request that passes its rate limit is counted here (``LimitsMiddleware``), so the
 count cannot live in the database: one ``UPDATE`` per API call would put every read on the primary
 and pin the tenant's reads there (``config.db_router``). It lives beside the rate-limit counters
-(``RATELIMIT_USE_CACHE``) and keeps the invariants of ``tenants.quotas``:
+(``RATELIMIT_USE_CACHE``) and keeps the invariants of ``tenants.limits.quotas``:
 
 * Never past the limit: the call is counted first (one atomic ``INCR``); a call that takes the
   counter past the limit takes its increment back and is refused with 403 ``quota_exceeded``, so
@@ -28,10 +28,11 @@ from django.conf import settings
 from django.core.cache import caches
 from django.utils import timezone
 
-from tenants import quotas, ratelimits
+from tenants.limits import quotas, ratelimits, state
+from tenants.limits.registry import API_CALLS_PER_MONTH
 from tenants.models import Tenant, TenantUsage
 
-RESOURCE = quotas.API_CALLS_PER_MONTH
+RESOURCE = API_CALLS_PER_MONTH
 #: Kept after the month ends, so a late flush still finds the month's count.
 _KEY_GRACE_SECONDS = 3 * 24 * 3600
 
@@ -89,7 +90,7 @@ def count_api_call(tenant: Tenant, *, now: datetime | None = None) -> ApiCallCou
         ratelimits.guarded(lambda: caches[settings.RATELIMIT_USE_CACHE].decr(key))
         raise quotas.exceeded_error(tenant, RESOURCE, limit, used - 1, 1)
     crossed = tuple(quotas.thresholds_crossed(used - 1, used, limit)) if limit is not None else ()
-    quotas.note_usage(RESOURCE, used, limit)
+    state.note_usage(RESOURCE, used, limit)
     return ApiCallCount(tenant, period, used, limit, crossed)
 
 

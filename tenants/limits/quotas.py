@@ -22,7 +22,7 @@ Invariants (money and fairness depend on them):
   (413). ``max_members`` and ``max_api_keys`` are counted from their rows under the tenant's row
   lock by ``tenants.services``, through ``quota_check``.
 * A request that leaves a counter at 80% or more of its limit gets a ``Quota-Warning`` header
-  (``collect_quota_warnings``, opened by ``tenants.api_limits.ApiLimitsMiddleware``).
+  (``tenants.limits.state``, written by ``tenants.limits.middleware.LimitsMiddleware``).
 * ``quota_threshold_crossed`` is sent once per crossing of 80% and 100% of a limit: the counter
   before and after a reservation are read under the row lock the reservation holds, so exactly one
   reservation sees each crossing. It is sent after the block succeeds and the transaction commits.
@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -44,67 +43,14 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from tenants.exceptions import FileTooLarge, QuotaExceeded
+from tenants.limits.registry import COUNTERS, MAX_FILE_BYTES, STORAGE_BYTES
+from tenants.limits.state import THRESHOLDS, note_usage
 from tenants.models import Tenant, TenantUsage
 
 logger = logging.getLogger(__name__)
 
-STORAGE_BYTES = TenantUsage.Resource.STORAGE_BYTES.value
-JOBS_PER_DAY = TenantUsage.Resource.JOBS_PER_DAY.value
-API_CALLS_PER_MONTH = TenantUsage.Resource.API_CALLS_PER_MONTH.value
-MAX_FILE_BYTES = "max_file_bytes"
-
-#: Counted resources and the length of their period (``None``: no period).
-COUNTERS: dict[str, str | None] = {
-    STORAGE_BYTES: None,
-    JOBS_PER_DAY: "day",
-    API_CALLS_PER_MONTH: "month",
-}
-
-#: Percentages of a limit at which ``quota_threshold_crossed`` is sent.
-THRESHOLDS = (80, 100)
-
 #: Sent with ``sender=TenantUsage`` and ``tenant``, ``resource``, ``percent``, ``used``, ``limit``.
 quota_threshold_crossed = Signal()
-
-
-@dataclass(frozen=True)
-class QuotaWarning:
-    """A counter at or above the first threshold (80%) of its limit after this request's work."""
-
-    resource: str
-    used: int
-    limit: int
-
-    @property
-    def percent(self) -> int:
-        return 100 if self.limit == 0 else self.used * 100 // self.limit
-
-    def header_value(self) -> str:
-        return f"{self.resource}; used={self.used}; limit={self.limit}; percent={self.percent}"
-
-
-_warnings: ContextVar[dict[str, QuotaWarning] | None] = ContextVar(
-    "ils_quota_warnings", default=None
-)
-
-
-@contextmanager
-def collect_quota_warnings() -> Iterator[dict[str, QuotaWarning]]:
-    """Collect, per resource, the warnings of the reservations made in the block (one request)."""
-    collected: dict[str, QuotaWarning] = {}
-    token = _warnings.set(collected)
-    try:
-        yield collected
-    finally:
-        _warnings.reset(token)
-
-
-def note_usage(resource: str, used: int, limit: int | None) -> None:
-    """Record ``used`` of ``limit`` for the collecting request when it is at 80% or more."""
-    collected = _warnings.get()
-    if collected is None or limit is None or used * 100 < THRESHOLDS[0] * limit:
-        return
-    collected[resource] = QuotaWarning(resource, used, limit)
 
 
 @dataclass
@@ -288,7 +234,7 @@ def quota_release(
 
 def quota_raise_to(tenant: Tenant, resource: str, used: int, *, period: str) -> None:
     """Bring the counter up to ``used`` if it is below (never down): for counts kept elsewhere
-    first, such as the API calls counted in the counter store (``tenants.api_calls``)."""
+    first, such as the API calls counted in the counter store (``tenants.limits.api_calls``)."""
     _check_amount(used)
     rows = _counter(tenant.pk, resource, period)
     raised = Greatest(F("used"), Value(used))

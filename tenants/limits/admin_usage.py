@@ -1,11 +1,11 @@
 """Usage against limits in the tenant admin, computed in SQL for a whole changelist at once.
 
-The changelist of 100,000 tenants cannot ask ``selectors.quota_report`` per row, so the same
+The changelist of 100,000 tenants cannot ask ``usage.quota_report`` per row, so the same
 figures are built here as query expressions: one correlated subquery per counted resource and the
 effective limit read from the tenant's ``limit_overrides`` JSON (else the plan's column). The page
 and its count stay one query each, whatever the number of tenants.
 
-Rules, the same as ``tenants.quotas`` and ``QuotaLine.percent``:
+Rules, the same as ``tenants.limits.quotas`` and ``QuotaLine.percent``:
 
 * Effective limit: the override when its key is present (a present key with ``null`` is
   unlimited), else the plan's field. ``NULL`` is unlimited: no percentage, never near a limit.
@@ -17,7 +17,7 @@ Rules, the same as ``tenants.quotas`` and ``QuotaLine.percent``:
   ``api_calls_per_month``; rows of past periods are ignored. ``max_file_bytes`` is a per-file
   limit with nothing counted, and ``requests_per_minute`` is a rate, not a quota.
 * API calls are read from their durable row, which may trail the live counter store by fewer than
-  ``API_CALLS_FLUSH_EVERY`` calls (``tenants.api_calls``); the change page shows the live count.
+  ``API_CALLS_FLUSH_EVERY`` calls (``tenants.limits.api_calls``); the change page shows the live count.
 """
 
 from __future__ import annotations
@@ -40,16 +40,14 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, Greatest, Least, NullIf
 from django.db.models.lookups import Exact, IsNull
 
-from tenants import quotas
+from tenants.limits import quotas
+from tenants.limits.registry import COUNTED, MAX_API_KEYS, MAX_MEMBERS
 from tenants.models import ApiKey, Membership, TenantUsage
 
 #: Above this a counter is taken as this value before ``* 100``, so the product fits a bigint
 #: (9.2e18). A percentage is exact up to it; past it, with limits at most ``MAX_LIMIT_VALUE``
 #: (10**15), it is at least 1000% and still over every threshold.
 _USED_CAP = 10**16
-
-#: The counted quotas, by limit name.
-COUNTED = ("max_members", "max_api_keys", *quotas.COUNTERS)
 
 #: The filter's choices: the threshold in percent and its label.
 THRESHOLD_CHOICES = (("80", "≥ 80% of a limit"), ("100", "at or over a limit (100%)"))
@@ -80,9 +78,9 @@ def counter_used(resource: str) -> Coalesce:
 
 
 def used_expression(resource: str) -> Expression:
-    if resource == "max_members":
+    if resource == MAX_MEMBERS:
         return count_per_tenant(Membership)
-    if resource == "max_api_keys":
+    if resource == MAX_API_KEYS:
         return count_per_tenant(ApiKey, revoked_at__isnull=True)
     return counter_used(resource)
 
