@@ -116,6 +116,8 @@ _cache_common = {
 }
 # Global data (generations, resolutions, replica pins): plain keys, the same in and out of scopes.
 _global_cache_common = {"KEY_PREFIX": env("GLOBAL_CACHE_KEY_PREFIX", default="ils-g")}
+# Answers of tenant_cached_view a process keeps in memory (per generation; 0: none): docs/CACHING.md.
+LOCAL_ANSWER_CACHE_ENTRIES = env.int("LOCAL_ANSWER_CACHE_ENTRIES", default=10_000)
 # Feature flags get their own alias: waffle reads flags inside tenant scopes and admin saves them
 # outside any, so their keys must be global (no tenant KEY_FUNCTION) for a save to invalidate them.
 FLAG_CACHE_TIMEOUT = env.int("FLAG_CACHE_TIMEOUT", default=60)
@@ -190,8 +192,13 @@ RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_FAIL_OPEN = env.bool("RATELIMIT_FAIL_OPEN", default=True)
 # Failed API-key attempts per client address per minute before every keyed request from it gets 429.
 RATELIMIT_AUTH_FAILURES_PER_MINUTE = env.int("RATELIMIT_AUTH_FAILURES_PER_MINUTE", default=30)
-# The monthly API-call count is written to the database every N calls (tenants/api_calls.py).
+# The monthly API-call count (tenants/limits/api_calls.py): written to the database every N calls;
+# far from the limit a process adds its calls to the counter in batches; within the margin of the
+# limit every call is counted at once.
 API_CALLS_FLUSH_EVERY = max(1, env.int("API_CALLS_FLUSH_EVERY", default=100))
+API_CALLS_BATCH = max(1, env.int("API_CALLS_BATCH", default=100))
+API_CALLS_BATCH_SECONDS = env.float("API_CALLS_BATCH_SECONDS", default=1.0)
+API_CALLS_EXACT_MARGIN = max(0, env.int("API_CALLS_EXACT_MARGIN", default=10_000))
 # Behind a proxy: the META key holding the client address, e.g. HTTP_X_REAL_IP (django-ratelimit).
 RATELIMIT_IP_META_KEY = env("RATELIMIT_IP_META_KEY", default=None)
 

@@ -31,11 +31,12 @@ import functools
 import hashlib
 import threading
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django.db import transaction
@@ -179,21 +180,84 @@ tenant_cache = TenantCache()
 def _view_key(view: Callable, request: HttpRequest | Request) -> str:
     query = urlencode(sorted(request.GET.lists()), doseq=True)
     digest = hashlib.sha256(f"{request.path}?{query}".encode()).hexdigest()[:32]
-    return f"view:{view.__module__}.{view.__qualname__}:{digest}"
+    return f"view:v2:{view.__module__}.{view.__qualname__}:{digest}"
 
 
-def _to_cache(response: HttpResponse) -> tuple | None:
+def _to_cache(response: HttpResponse, expires_at: float | None) -> tuple | None:
+    """``(expires_at, kind, ...)``: the wall-clock end of the entry's life travels with it."""
     if response.status_code != 200 or getattr(response, "streaming", False):
         return None
     if isinstance(response, Response):
-        return ("drf", response.data)
-    return ("http", response.content, response["Content-Type"])
+        return (expires_at, "drf", response.data)
+    return (expires_at, "http", response.content, response["Content-Type"])
 
 
 def _from_cache(entry: tuple) -> HttpResponse:
-    if entry[0] == "drf":
-        return Response(entry[1])
-    return HttpResponse(entry[1], content_type=entry[2])
+    if entry[1] == "drf":
+        return Response(entry[2])
+    return HttpResponse(entry[2], content_type=entry[3])
+
+
+class _LocalAnswers:
+    """This process's copies of cached answers, by their full key (``t:<id>:<generation>:...``).
+
+    Invariant (as fresh as the shared cache): a key carries the tenant's generation, which the
+    request read from the shared cache (with its resolution) when its scope opened, so a bump made
+    anywhere makes the old copies unreachable on the next request, exactly as for the shared
+    entries. A copy lives no longer than the shared entry (its ``expires_at``), and is only taken
+    from an answer read back from the shared cache, so with caching off (``DummyCache``) nothing is
+    kept. Bounded to ``LOCAL_ANSWER_CACHE_ENTRIES`` (least recently used out; 0 turns it off).
+    """
+
+    def __init__(self) -> None:
+        self.entries: OrderedDict[str, tuple] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: str) -> tuple | None:
+        with self.lock:
+            entry = self.entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] is not None and entry[0] <= time.time():
+                del self.entries[key]
+                return None
+            self.entries.move_to_end(key)
+            return entry
+
+    def keep(self, key: str, entry: tuple) -> None:
+        limit = settings.LOCAL_ANSWER_CACHE_ENTRIES
+        if limit <= 0:
+            return
+        with self.lock:
+            self.entries[key] = entry
+            self.entries.move_to_end(key)
+            while len(self.entries) > limit:
+                self.entries.popitem(last=False)
+
+
+_local_answers = _LocalAnswers()
+
+
+def clear_local_answers() -> None:
+    """Drop this process's copies of cached answers (tests; never needed for freshness)."""
+    with _local_answers.lock:
+        _local_answers.entries.clear()
+
+
+def _expires_at(store: BaseCache, timeout: Any) -> float | None:
+    seconds = store.default_timeout if timeout is DEFAULT_TIMEOUT else timeout
+    return None if seconds is None else time.time() + seconds
+
+
+def _cached_answer(store: BaseCache, key: str) -> tuple | None:
+    """The answer from this process's copies, else from the shared cache (then kept here)."""
+    full_key = store.make_key(key)
+    entry = _local_answers.get(full_key)
+    if entry is None:
+        entry = store.get(key)
+        if entry is not None:
+            _local_answers.keep(full_key, entry)
+    return entry
 
 
 def tenant_cached_view(timeout: Any = DEFAULT_TIMEOUT) -> Callable:
@@ -204,6 +268,10 @@ def tenant_cached_view(timeout: Any = DEFAULT_TIMEOUT) -> Callable:
     DRF still negotiates and renders the answer. Headers the view sets are not kept. The answer
     must depend only on the tenant, path and query (not on the caller) and the models it reads must
     be registered with ``cache_invalidated_by``. Outside a tenant scope the view is not cached.
+
+    A warm answer is served from this process's copy (``_LocalAnswers``): no round trip, since the
+    generation in its key came with the request's resolution. A process reads the shared cache
+    once per answer and generation.
     """
 
     def decorator(view: Callable) -> Callable:
@@ -214,13 +282,13 @@ def tenant_cached_view(timeout: Any = DEFAULT_TIMEOUT) -> Callable:
             if tenant is None or request.method not in ("GET", "HEAD"):
                 return view(*args, **kwargs)
             store, key = caches[CACHE_ALIAS], _view_key(view, request)
-            entry = store.get(key)
+            entry = _cached_answer(store, key)
             if entry is not None:
                 _count(tenant.pk, "hits")
                 return _from_cache(entry)
             _count(tenant.pk, "misses")
             response = view(*args, **kwargs)
-            entry = _to_cache(response)
+            entry = _to_cache(response, _expires_at(store, timeout))
             if entry is not None:
                 store.set(key, entry, timeout)
             return response

@@ -43,8 +43,14 @@ def _bearer_token(request: HttpRequest) -> str | None:
 
 def _subdomain_slug(request: HttpRequest) -> str | None:
     base = settings.TENANT_BASE_DOMAIN
+    # Most requests (API keys on the API host) name no subdomain: skip validating the host for
+    # them. get_host() still validates every host that could name one.
+    raw = request.META.get("HTTP_X_FORWARDED_HOST" if settings.USE_X_FORWARDED_HOST else "", "")
+    raw = raw or request.META.get("HTTP_HOST", "") or request.META.get("SERVER_NAME", "")
+    if not base or f".{base}" not in raw.lower():
+        return None
     host = request.get_host().split(":")[0].lower()
-    if not base or not host.endswith(f".{base}"):
+    if not host.endswith(f".{base}"):
         return None
     label = host[: -len(base) - 1]
     # Reserved labels (www, api, admin, ...) are the platform's own hosts, never a tenant's.

@@ -20,6 +20,8 @@ from rest_framework.test import APIClient
 
 from degradation.breakers.storage import KEY_PREFIX as BREAKER_KEY_PREFIX
 from tenants import resolution
+from tenants.cache import clear_local_answers
+from tenants.limits import api_calls
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
@@ -63,6 +65,8 @@ def _clear_caches() -> None:
     cache.clear()
     caches["global"].clear()
     resolution.clear_process_memory()
+    clear_local_answers()
+    api_calls.forget_held_back()
     caches["flags"].clear()
     with suppress(RedisConnectionError):  # the counters have no fallback while Redis is stopped
         caches["ratelimit"].clear()

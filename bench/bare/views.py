@@ -33,7 +33,7 @@ def bare_django(request):
 
 
 class BareDrfView(APIView):
-    """DRF's defaults as configured in bare.settings: JSON only, no auth, AllowAny, no throttles."""
+    """DRF's defaults (bare.settings): session and basic authentication, AllowAny, no throttles."""
 
     def get(self, request):
         return Response(ANSWER)

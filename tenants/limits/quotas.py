@@ -90,7 +90,8 @@ def _ensure_counter(tenant_id: int, resource: str, period: str) -> None:
     )
 
 
-def _used(tenant_id: int, resource: str, period: str) -> int:
+def counter_used(tenant_id: int, resource: str, period: str) -> int:
+    """The counter of ``resource`` in ``period`` (0 when nothing was counted yet)."""
     return _counter(tenant_id, resource, period).values_list("used", flat=True).first() or 0
 
 
@@ -163,7 +164,7 @@ def _reserve(tenant: Tenant, resource: str, amount: int, now: datetime | None) -
             reservation.used = after
             reservation.crossed = thresholds_crossed(after - amount, after, limit)
             return reservation
-    raise exceeded_error(tenant, resource, limit, _used(tenant.pk, resource, period), amount)
+    raise exceeded_error(tenant, resource, limit, counter_used(tenant.pk, resource, period), amount)
 
 
 def _announce(reservation: Reservation) -> None:
@@ -245,7 +246,7 @@ def quota_raise_to(tenant: Tenant, resource: str, used: int, *, period: str) -> 
 
 def quota_usage(tenant: Tenant, resource: str, *, now: datetime | None = None) -> int:
     """The counter of ``resource`` in the current period (0 when nothing was counted yet)."""
-    return _used(tenant.pk, resource, period_key(resource, now))
+    return counter_used(tenant.pk, resource, period_key(resource, now))
 
 
 def quota_reset_periods(now: datetime | None = None) -> int:

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.conf import settings as settings_module
 from django.core.cache import caches
 from django.test import AsyncClient
 
@@ -81,8 +82,15 @@ def test_a_warning_header_from_80_percent_and_one_signal_per_crossing(settings):
     assert _durable(tenant) == 5
 
 
+def _shared_count(tenant) -> int | None:
+    """The month's count in the counter store, as every process sees it."""
+    period = quotas.period_key(MONTH)
+    return caches[settings_module.RATELIMIT_USE_CACHE].get(f"api-calls:{tenant.pk}:{period}")
+
+
 def test_the_count_is_written_to_the_database_every_n_calls(settings):
     settings.API_CALLS_FLUSH_EVERY = 3
+    settings.API_CALLS_BATCH = 1  # every call added at once: the write-back is what is watched
     tenant, client = _tenant_client(api_calls_per_month=None)
 
     durable = []
@@ -92,6 +100,48 @@ def test_the_count_is_written_to_the_database_every_n_calls(settings):
 
     assert durable == [0, 0, 3, 3, 3, 6, 6]
     assert api_calls.api_calls_used(tenant) == 7
+
+
+def test_far_from_the_limit_a_process_adds_its_calls_in_batches(settings):
+    settings.API_CALLS_BATCH, settings.API_CALLS_BATCH_SECONDS = 5, 3600
+    tenant, client = _tenant_client(api_calls_per_month=None)
+
+    shared = []
+    for _ in range(11):
+        assert client.get(URL).status_code == 200
+        shared.append(_shared_count(tenant))
+
+    # One INCRBY per five calls; in between the calls wait in this process, which counts them.
+    assert shared == [None, None, None, None, 5, 5, 5, 5, 5, 10, 10]
+    assert api_calls.api_calls_used(tenant) == 11
+    assert api_calls.flush_held_back() == 1  # what a process adds when it exits
+    assert _shared_count(tenant) == 11
+
+
+def test_a_batch_older_than_its_seconds_is_added_with_the_next_call(settings):
+    settings.API_CALLS_BATCH, settings.API_CALLS_BATCH_SECONDS = 100, 0
+    tenant, client = _tenant_client(api_calls_per_month=None)
+
+    for expected in (1, 2, 3):
+        assert client.get(URL).status_code == 200
+        assert _shared_count(tenant) == expected
+
+
+def test_near_the_limit_every_call_is_counted_at_once_and_none_passes_it(settings):
+    settings.API_CALLS_BATCH, settings.API_CALLS_BATCH_SECONDS = 100, 3600
+    settings.API_CALLS_EXACT_MARGIN = 5
+    tenant, client = _tenant_client(api_calls_per_month=10)
+
+    statuses, shared = [], []
+    for _ in range(12):
+        statuses.append(client.get(URL).status_code)
+        shared.append(_shared_count(tenant))
+
+    assert statuses == [200] * 10 + [403, 403]
+    # The first call learns the count; calls 2-5 are held back (5+ calls from the limit); from
+    # the 6th on, within the margin, each is counted at once, the held-back ones with it.
+    assert shared == [1, 1, 1, 1, 1, 6, 7, 8, 9, 10, 10, 10]
+    assert api_calls.api_calls_used(tenant) == 10
 
 
 def test_a_lost_counter_starts_again_from_the_database_row(settings):
