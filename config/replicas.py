@@ -13,8 +13,12 @@ is still in recovery and how far its replay is behind:
 
 The thread starts on first use and again in a forked child (a prefork server or Celery worker
 forks after import): the child sees a new pid, forgets the parent's states and connections (psycopg
-never closes a connection in a process other than its creator) and checks afresh. Requests never
-wait for a check. Reads served per alias are counted in this process for the ops view.
+never closes a connection in a process other than its creator) and checks afresh. The first routed
+reads of a process wait for that first check, up to ``REPLICA_FIRST_CHECK_WAIT_SECONDS`` in all
+(a reachable replica answers in milliseconds and a refused connection fails at once; only an
+unanswering host takes that long): without it every read until the check answers would go to the
+primary only because no replica had been checked yet. After that requests never wait for a check.
+Reads served per alias are counted in this process for the ops view.
 """
 
 from __future__ import annotations
@@ -69,6 +73,8 @@ class ReplicaMonitor:
         self._statuses: dict[str, ReplicaStatus] = {}
         self._connections: dict[str, psycopg.Connection] = {}
         self._reads: Counter[str] = Counter()
+        self._first_check = threading.Event()
+        self._first_check_deadline = 0.0  # time.monotonic() after which nobody waits for it
 
     # --- used by the router on every read ---------------------------------------------------
     def readable_aliases(self) -> list[str]:
@@ -92,23 +98,33 @@ class ReplicaMonitor:
 
     # --- the background thread --------------------------------------------------------------
     def ensure_running(self) -> None:
+        """Start the thread if this process has none; wait (bounded) for its first check."""
         pid = os.getpid()
-        if self._pid == pid and self._thread is not None and self._thread.is_alive():
-            return
-        with self._lock:
-            if self._pid == pid and self._thread is not None and self._thread.is_alive():
-                return
-            self._adopt_process(pid)
-            self._thread = threading.Thread(
-                target=self._run, args=(pid,), name="replica-monitor", daemon=True
-            )
-            self._thread.start()
+        if not self._running_in(pid):
+            with self._lock:
+                if not self._running_in(pid):
+                    self._adopt_process(pid)
+                    self._thread = threading.Thread(
+                        target=self._run,
+                        args=(pid, self._first_check),
+                        name="replica-monitor",
+                        daemon=True,
+                    )
+                    self._thread.start()
+        first_check = self._first_check
+        if not first_check.is_set():
+            first_check.wait(max(0.0, self._first_check_deadline - time.monotonic()))
+
+    def _running_in(self, pid: int) -> bool:
+        return self._pid == pid and self._thread is not None and self._thread.is_alive()
 
     def check_now(self) -> None:
         """Check every replica in the calling thread (for a one-off process such as a command)."""
         with self._lock:
             self._adopt_process(os.getpid())
+            first_check = self._first_check
         self.check_all()
+        first_check.set()
 
     def _renew_lock_in_child(self) -> None:
         # A lock held by another thread at fork time would stay held forever in the child.
@@ -121,14 +137,19 @@ class ReplicaMonitor:
             }
             self._connections = {}
             self._reads = Counter()
+            self._first_check = threading.Event()
+            self._first_check_deadline = (
+                time.monotonic() + settings.REPLICA_FIRST_CHECK_WAIT_SECONDS
+            )
             self._pid = pid
 
-    def _run(self, pid: int) -> None:
+    def _run(self, pid: int, first_check: threading.Event) -> None:
         while self._pid == pid:
             try:
                 self.check_all()
             except Exception:  # a bug here must not stop the checks: states would freeze
                 logger.exception("Read replica check failed")
+            first_check.set()  # whatever the check found, the states now say it
             time.sleep(settings.REPLICA_HEALTH_INTERVAL_SECONDS)
 
     def check_all(self) -> None:

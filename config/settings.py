@@ -105,6 +105,8 @@ REPLICA_PIN_SECONDS = env.float("REPLICA_PIN_SECONDS", default=5.0)
 REPLICA_MAX_LAG_SECONDS = env.float("REPLICA_MAX_LAG_SECONDS", default=10.0)
 REPLICA_COOLDOWN_SECONDS = env.float("REPLICA_COOLDOWN_SECONDS", default=30.0)
 REPLICA_HEALTH_INTERVAL_SECONDS = env.float("REPLICA_HEALTH_INTERVAL_SECONDS", default=2.0)
+# A process's first routed reads wait, in all, at most this long for its first replica check.
+REPLICA_FIRST_CHECK_WAIT_SECONDS = env.float("REPLICA_FIRST_CHECK_WAIT_SECONDS", default=1.0)
 
 # --- Cache (docs/CACHING.md) ----------------------------------------------------------------
 ENABLE_CACHING = env.bool("ENABLE_CACHING", default=True)
@@ -242,6 +244,9 @@ CIRCUIT_BREAKER_REDIS_RETRY_SECONDS = env.float("CIRCUIT_BREAKER_REDIS_RETRY_SEC
 
 # --- Tenancy --------------------------------------------------------------------------------
 TENANT_RESOLUTION_CACHE_SECONDS = env.int("TENANT_RESOLUTION_CACHE_SECONDS", default=300)
+# The longest a process keeps its copy of a resolution or generation (tenants/mirror.py); changes
+# reach every process at once over Redis pub/sub, this only bounds a change made behind its back.
+GLOBAL_MIRROR_SECONDS = env.float("GLOBAL_MIRROR_SECONDS", default=30.0)
 API_KEY_LAST_USED_INTERVAL_SECONDS = env.int("API_KEY_LAST_USED_INTERVAL_SECONDS", default=60)
 
 # --- API ------------------------------------------------------------------------------------
@@ -257,6 +262,7 @@ REST_FRAMEWORK = {
     # (docs/RATELIMITS.md), not through DRF throttles.
     "DEFAULT_THROTTLE_CLASSES": [],
     "DEFAULT_PAGINATION_CLASS": "config.api.ApiCursorPagination",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "config.negotiation.ApiContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],

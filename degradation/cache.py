@@ -41,7 +41,7 @@ at once.
 With ``OPTIONS["FALLBACK"] = False`` there is no local cache: while Redis is down (or its breaker
 is open) every operation raises ``CacheUnavailable``, a ``redis`` ``ConnectionError``, at once. For
 data that must not be counted per process without the caller knowing, such as rate-limit counters
-(``tenants.ratelimits`` then applies ``RATELIMIT_FAIL_OPEN``).
+(``tenants.limits.ratelimits`` then applies ``RATELIMIT_FAIL_OPEN``).
 """
 
 from __future__ import annotations

@@ -23,6 +23,8 @@ Invariant (the generation is the scope's): it is read at most once per scope and
 scope (``tenants.context.Scope``), never across scopes: a worker that keeps one ``Tenant`` object
 for many jobs reads it afresh in each, so it sees another process's bump in its next scope. A
 request's resolution reads it together with the key, tenant and plan and hands it to the scope.
+Reads of generations go through this process's mirror of the global cache (``tenants.mirror``),
+which every bump here announces, so a warm read costs no round trip.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from rest_framework.response import Response
 
 from tenants.context import Scope, current_scope, current_tenant, require_tenant
 from tenants.exceptions import TenantScopeMissing
+from tenants.mirror import GLOBAL_ALIAS, global_mirror
 
 if TYPE_CHECKING:
     from django.db.models import Model
@@ -54,7 +57,6 @@ if TYPE_CHECKING:
     from tenants.models import Tenant
 
 CACHE_ALIAS = "default"
-GLOBAL_ALIAS = "global"
 _MISSING = object()
 _BULK_CHUNK = 1000
 
@@ -86,6 +88,12 @@ def _seed() -> int:
     return time.time_ns() // 1000
 
 
+def read_generation(tenant_id: int) -> int:
+    """The tenant's generation (from this process's mirror when fresh), seeded when missing."""
+    found = global_mirror.get_many([generation_key(tenant_id)]).get(generation_key(tenant_id))
+    return found if found is not None else seed_generation(tenant_id)
+
+
 def seed_generation(tenant_id: int) -> int:
     """The generation of a tenant that has none yet: a clock seed, or the one a racer just set."""
     store, key, seed = global_cache(), generation_key(tenant_id), _seed()
@@ -94,8 +102,7 @@ def seed_generation(tenant_id: int) -> int:
 
 def _generation(scope: Scope) -> int:
     if scope.cache_generation is None:
-        found = global_cache().get(generation_key(scope.tenant.pk))
-        scope.cache_generation = found if found is not None else seed_generation(scope.tenant.pk)
+        scope.cache_generation = read_generation(scope.tenant.pk)
     return scope.cache_generation
 
 
@@ -117,6 +124,7 @@ def tenant_cache_invalidate(tenant: Tenant | int) -> None:
         # this write committed: overwrite with a later seed so that data is never reachable.
         generation = _seed()
         store.set(key, generation, timeout=None)
+    global_mirror.changed([key])
     _forget_generation(tenant_id, generation)
 
 
@@ -130,7 +138,7 @@ def tenant_cache_invalidate_many(tenant_ids: Iterable[int]) -> None:
     ids = list(tenant_ids)
     for start in range(0, len(ids), _BULK_CHUNK):
         chunk = ids[start : start + _BULK_CHUNK]
-        global_cache().delete_many([generation_key(tenant_id) for tenant_id in chunk])
+        global_mirror.delete_many([generation_key(tenant_id) for tenant_id in chunk])
     for tenant_id in ids:
         _forget_generation(tenant_id, None)
 
@@ -260,6 +268,26 @@ def _cached_answer(store: BaseCache, key: str) -> tuple | None:
     return entry
 
 
+def _rendered_key(store: BaseCache, key: str, request: HttpRequest | Request) -> str | None:
+    """Where this process keeps a DRF answer rendered as JSON; ``None`` for other renderers
+    (the browsable API's page carries the caller's own details and is never kept)."""
+    renderer = getattr(request, "accepted_renderer", None) if isinstance(request, Request) else None
+    if renderer is None or renderer.format != "json":
+        return None
+    return f"{store.make_key(key)}|{request.accepted_media_type}"
+
+
+def _keep_rendered(rendered_key: str, expires_at: float | None) -> Callable:
+    """A post-render callback that keeps the rendered bytes of a DRF answer (public API of
+    ``SimpleTemplateResponse``: DRF renders after the view returns)."""
+
+    def keep(response: HttpResponse) -> None:
+        entry = (expires_at, "http", response.content, response["Content-Type"])
+        _local_answers.keep(rendered_key, entry)
+
+    return keep
+
+
 def tenant_cached_view(timeout: Any = DEFAULT_TIMEOUT) -> Callable:
     """Cache a read view's 200 answers per tenant, path and query string (GET and HEAD only).
 
@@ -271,7 +299,8 @@ def tenant_cached_view(timeout: Any = DEFAULT_TIMEOUT) -> Callable:
 
     A warm answer is served from this process's copy (``_LocalAnswers``): no round trip, since the
     generation in its key came with the request's resolution. A process reads the shared cache
-    once per answer and generation.
+    once per answer and generation; a DRF answer rendered as JSON is kept rendered, per media type,
+    so later hits skip rendering too.
     """
 
     def decorator(view: Callable) -> Callable:
@@ -282,10 +311,17 @@ def tenant_cached_view(timeout: Any = DEFAULT_TIMEOUT) -> Callable:
             if tenant is None or request.method not in ("GET", "HEAD"):
                 return view(*args, **kwargs)
             store, key = caches[CACHE_ALIAS], _view_key(view, request)
+            rendered_key = _rendered_key(store, key, request)
+            if rendered_key and (rendered := _local_answers.get(rendered_key)):
+                _count(tenant.pk, "hits")
+                return _from_cache(rendered)
             entry = _cached_answer(store, key)
             if entry is not None:
                 _count(tenant.pk, "hits")
-                return _from_cache(entry)
+                response = _from_cache(entry)
+                if rendered_key and isinstance(response, Response):
+                    response.add_post_render_callback(_keep_rendered(rendered_key, entry[0]))
+                return response
             _count(tenant.pk, "misses")
             response = view(*args, **kwargs)
             entry = _to_cache(response, _expires_at(store, timeout))

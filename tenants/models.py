@@ -228,7 +228,7 @@ class ApiKey(TenantScopedModel):
 class TenantUsage(TenantScopedModel):
     """One usage counter of a tenant: a resource in a period (``""`` for resources without one).
 
-    Written only through ``tenants.quotas`` with conditional single-statement updates, never with
+    Written only through ``tenants.limits.quotas`` with conditional single-statement updates, never with
     read-compare-write, so concurrent reservations cannot take ``used`` past the tenant's limit.
     Daily counters have ``period`` ``YYYY-MM-DD`` and monthly ones ``YYYY-MM`` (UTC): a new period
     starts a new row, so a counter resets on time even when the clean-up job runs late.

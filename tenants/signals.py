@@ -2,7 +2,8 @@
 
 Deletion waits for the transaction to commit: dropping the entry earlier would let a concurrent
 request cache the old row again before the new one is visible. Resolutions live in the global cache,
-whose keys are the same in and out of any tenant scope.
+whose keys are the same in and out of any tenant scope; the deletion is announced to every
+process's mirror of it (``tenants.mirror``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from tenants import resolution
-from tenants.cache import cache_invalidated_by, global_cache
+from tenants.cache import cache_invalidated_by
+from tenants.mirror import global_mirror
 from tenants.models import ApiKey, Membership, Plan, Tenant
 
 # The tenant's cached answers (GET /api/v1/tenant/ shows its plan, members and keys).
@@ -25,7 +27,7 @@ cache_invalidated_by(
 
 
 def _drop_after_commit(*keys: str) -> None:
-    transaction.on_commit(lambda: global_cache().delete_many(list(keys)))
+    transaction.on_commit(lambda: global_mirror.delete_many(list(keys)))
 
 
 @receiver([post_save, post_delete], sender=ApiKey)

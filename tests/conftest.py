@@ -22,6 +22,7 @@ from degradation.breakers.storage import KEY_PREFIX as BREAKER_KEY_PREFIX
 from tenants import resolution
 from tenants.cache import clear_local_answers
 from tenants.limits import api_calls
+from tenants.mirror import global_mirror
 
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES") == "1"
 
@@ -67,6 +68,7 @@ def _clear_caches() -> None:
     resolution.clear_process_memory()
     clear_local_answers()
     api_calls.forget_held_back()
+    global_mirror.clear()
     caches["flags"].clear()
     with suppress(RedisConnectionError):  # the counters have no fallback while Redis is stopped
         caches["ratelimit"].clear()

@@ -16,12 +16,18 @@ from datetime import timedelta
 import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
+from django.http import Http404
 from django.test import Client
 from django.urls import path
 from django.utils import timezone
-from rest_framework.test import APIClient
+from rest_framework.exceptions import NotAcceptable
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.renderers import BrowsableAPIRenderer, JSONRenderer
+from rest_framework.request import Request
+from rest_framework.test import APIClient, APIRequestFactory
 from rest_framework.views import APIView
 
+from config.negotiation import ApiContentNegotiation
 from degradation.exceptions import CircuitOpen
 from tenants.models import ApiKey, Membership, Tenant
 from tests.assertions import assert_error
@@ -403,3 +409,24 @@ def test_the_schema_generates_without_warnings_and_validates():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Warning" not in result.stderr, result.stderr
     assert "Error" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "accept",
+    [None, "*/*", "application/json", "application/json; indent=4", "text/html", "text/*", ""],
+)
+@pytest.mark.parametrize("query", ["", "?format=json", "?format=api"])
+def test_content_negotiation_answers_as_drf_does(accept, query):
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    for renderers in ([JSONRenderer()], [JSONRenderer(), BrowsableAPIRenderer()]):
+        request = Request(APIRequestFactory().get(f"/api/v1/tenant/{query}", **headers))
+        answers = []
+        for negotiation in (DefaultContentNegotiation(), ApiContentNegotiation()):
+            try:
+                renderer, media_type = negotiation.select_renderer(request, renderers)
+                answers.append((type(renderer), media_type))
+            except NotAcceptable:
+                answers.append("406")
+            except Http404:  # ?format= naming no renderer
+                answers.append("404")
+        assert answers[0] == answers[1], (accept, query, renderers)

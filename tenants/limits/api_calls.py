@@ -11,10 +11,12 @@ and pin the tenant's reads there (``config.db_router``). It lives beside the rat
   refused with 403 ``quota_exceeded``, so concurrent calls can never be accepted beyond the limit.
 * Far from the limit (or with no limit), a process gathers up to ``API_CALLS_BATCH`` calls (or
   ``API_CALLS_BATCH_SECONDS`` of them) and adds them in one ``INCRBY``: most calls cost no round
-  trip. What every process holds back is at most ``API_CALLS_BATCH`` per tenant, so the counter
-  trails the truth by at most processes x batch; while that stays under the margin (100 processes
-  with the defaults) the exact counting starts before the limit can be reached. Held-back calls are
-  added when the process exits normally; a process killed hard loses them (calls not charged).
+  trip. "Far" is judged from the count the process saw at most ``API_CALLS_BATCH_SECONDS`` ago
+  (an older one sends the next call at once), so the limit holds exactly while, in that time, the
+  other processes add fewer than ``API_CALLS_EXACT_MARGIN`` minus what this one holds back
+  (``API_CALLS_BATCH``). The per-minute rate limit bounds how fast that can be: with the defaults
+  a tenant would need more than about 9,900 calls a second. Held-back calls are added when the
+  process exits normally; a process killed hard loses them (calls not charged).
 * The database row stays the durable record. A missing counter (first call of the month, or a
   counter store that lost its data) starts from the ``TenantUsage`` row with ``add``, which never
   overwrites a live count. The row is brought up to the counter (``GREATEST``, never down) each
@@ -74,6 +76,7 @@ class _Batch:
 
     pending: int = 0
     known: int | None = None
+    known_at: float = 0.0
     since: float = 0.0
 
 
@@ -91,9 +94,11 @@ class _Batches:
         with self.lock:
             batch = self.batches.setdefault((tenant_id, period), _Batch())
             estimate = (batch.known or 0) + batch.pending + 1
-            far = limit is None or (
-                batch.known is not None and limit - estimate >= settings.API_CALLS_EXACT_MARGIN
+            # The count seen is trusted for API_CALLS_BATCH_SECONDS: other processes move it on.
+            recent = (
+                batch.known is not None and now - batch.known_at < settings.API_CALLS_BATCH_SECONDS
             )
+            far = limit is None or (recent and limit - estimate >= settings.API_CALLS_EXACT_MARGIN)
             if far:
                 batch.pending += 1
                 if batch.pending == 1:
@@ -107,7 +112,7 @@ class _Batches:
     def saw(self, tenant_id: int, period: str, count: int) -> None:
         with self.lock:
             batch = self.batches.setdefault((tenant_id, period), _Batch())
-            batch.known = count
+            batch.known, batch.known_at = count, time.monotonic()
             if len(self.batches) > 100_000:  # tenants and months long gone: keep only what waits
                 self.batches = {k: b for k, b in self.batches.items() if b.pending}
 

@@ -1,7 +1,9 @@
 """``LimitsMiddleware``: the limits' one entry and one exit on the request path.
 
 It sits right after ``TenantMiddleware`` (the tenant scope is open) and before the replica-pinning
-middleware. For a request with a tenant under ``/api/v1/``:
+middleware. For a request under ``/api/v1/`` with a tenant and a caller the tenant knows (its API
+key, or a signed-in member or staff user; an anonymous request that merely names a tenant is
+refused by DRF and counts against nothing):
 
 * on the way in (``process_view``, so the view's ``ratelimit_group`` is known), it counts the
   request against the rate windows of its group (``ratelimits.check``) and, if allowed, against
@@ -76,6 +78,8 @@ class LimitsMiddleware(SyncAndAsyncMiddleware):
     """Admission before the view, headers and bookkeeping after (see the module docstring)."""
 
     def handle(self, request: HttpRequest):
+        if getattr(request, "tenant", None) is None:
+            return self.get_response(request)  # nothing here is limited
         with limits_state() as state:
             response = self.get_response(request)
         _finish(state, response)
@@ -83,6 +87,8 @@ class LimitsMiddleware(SyncAndAsyncMiddleware):
         return response
 
     async def __acall__(self, request: HttpRequest):
+        if getattr(request, "tenant", None) is None:
+            return await self.get_response(request)
         with limits_state() as state:
             response = await self.get_response(request)
         _finish(state, response)
@@ -93,8 +99,12 @@ class LimitsMiddleware(SyncAndAsyncMiddleware):
         tenant = getattr(request, "tenant", None)
         if tenant is None or not request.path.startswith(LIMITED_PATH_PREFIX):
             return None
+        if request.api_key is None and request.tenant_role is None:
+            # Nobody the tenant knows (an anonymous request naming it): DRF refuses it, and it
+            # must not spend the tenant's budget or API calls.
+            return None
         state = current_limits_state()
-        if state is None:  # LimitsMiddleware.__call__ opens it: only a misordered chain lands here
+        if state is None:  # __call__ opens it for every request with a tenant
             raise RuntimeError("LimitsMiddleware.process_view ran outside its own __call__")
         try:
             _admit(request, state, view_func)

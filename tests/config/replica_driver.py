@@ -25,10 +25,13 @@ from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import close_old_connections  # noqa: E402
 from django.test import Client, override_settings  # noqa: E402
 
+from config.db_router import PIN_KEY_PREFIX  # noqa: E402
 from config.replicas import monitor  # noqa: E402
 from tenants import services  # noqa: E402
+from tenants.cache import global_cache  # noqa: E402
 from tenants.context import tenant_scope  # noqa: E402
-from tenants.models import Plan, Tenant  # noqa: E402
+from tenants.limits.registry import API_CALLS_PER_MONTH  # noqa: E402
+from tenants.models import ApiKey, Plan, Tenant, TenantUsage  # noqa: E402
 
 PROBE_URLS = "tests.config.urls_replicas"
 
@@ -77,6 +80,60 @@ def _wait_until_replicated(tenant_id: int) -> None:
 def read(command: dict) -> dict:
     path = "/probe/read-in-transaction" if command.get("in_transaction") else "/probe/read"
     return _request(lambda: _client().get(path, HTTP_AUTHORIZATION=f"Bearer {command['key']}"))
+
+
+def _reads_by_alias() -> dict[str, int]:
+    return {row["alias"]: row["reads"] for row in monitor.snapshot()}
+
+
+def keyed_reads(command: dict) -> list[dict]:
+    """``count`` sequential keyed GETs of ``path`` through the whole middleware chain.
+
+    Per request: its status, ``in_recovery`` when the answer carries it, and how many routed reads
+    each database served (the monitor's counters; only reads this process routes are counted).
+    """
+    answers = []
+    for _ in range(command["count"]):
+        before = _reads_by_alias()
+        answer = _request(
+            lambda: _client().get(command["path"], HTTP_AUTHORIZATION=f"Bearer {command['key']}")
+        )
+        after = _reads_by_alias()
+        body = answer["body"] if isinstance(answer["body"], dict) else {}
+        answers.append(
+            {
+                "status": answer["status"],
+                "in_recovery": body.get("in_recovery"),
+                "reads": {
+                    alias: count - before.get(alias, 0)
+                    for alias, count in after.items()
+                    if count != before.get(alias, 0)
+                },
+            }
+        )
+    return answers
+
+
+def bookkeeping(command: dict) -> dict:
+    """What the request path recorded for the tenant, read on the primary: the key's
+    ``last_used_at``, the durable API-call count, and whether the tenant is pinned."""
+    tenant_id = command["tenant_id"]
+    last_used = (
+        ApiKey.all_tenants.using("default")
+        .filter(tenant_id=tenant_id)
+        .values_list("last_used_at", flat=True)
+        .get()
+    )
+    api_calls = sum(
+        TenantUsage.all_tenants.using("default")
+        .filter(tenant_id=tenant_id, resource=API_CALLS_PER_MONTH)
+        .values_list("used", flat=True)
+    )
+    return {
+        "last_used_at": last_used.isoformat() if last_used else None,
+        "api_calls": api_calls,
+        "pinned": global_cache().get(f"{PIN_KEY_PREFIX}:tenant:{tenant_id}") is not None,
+    }
 
 
 def read_outside_request(command: dict) -> dict:
@@ -143,18 +200,22 @@ def ops(command: dict) -> dict:
 
 
 def fork(_: dict) -> dict:
-    """What the monitor of a forked child (a prefork worker) says at once, and a moment later."""
-    monitor.readable_aliases()  # the parent's monitor is running
+    """What the monitor of a forked child (a prefork worker) answers first, and on what grounds.
+
+    The child must not trust the parent's states: its first answer waits for a check of its own,
+    so the check time it shows then is after the fork.
+    """
+    monitor.readable_aliases()  # the parent's monitor is running and has seen the replica
+    forked_at = time.time()
     pid = os.fork()
     if pid == 0:
         first = monitor.readable_aliases()
-        deadline = time.monotonic() + 20
-        while not (later := monitor.readable_aliases()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os._exit(10 * bool(first) + (0 if later == ["replica_1"] else 1))
+        checked_at = next(r for r in monitor.snapshot() if r["alias"] == "replica_1")["checked_at"]
+        own_check = checked_at is not None and checked_at >= forked_at
+        os._exit(10 * (first == ["replica_1"]) + own_check)
     _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
-    return {"trusted_parent_state": code >= 10, "checked_on_its_own": code % 10 == 0}
+    return {"first_answer_healthy": code // 10 == 1, "decided_by_its_own_check": code % 10 == 1}
 
 
 OPS = {
@@ -165,6 +226,8 @@ OPS = {
     "setup": setup,
     "read_outside_request": read_outside_request,
     "read": read,
+    "keyed_reads": keyed_reads,
+    "bookkeeping": bookkeeping,
     "write": write,
     "status": status,
     "ops": ops,

@@ -176,6 +176,84 @@ def test_reads_in_a_transaction_or_outside_any_scope_go_to_the_primary(driver):
     assert answer["body"]["alias"] == "default" and answer["body"]["in_recovery"] is False
 
 
+#: A tenant endpoint that runs SQL on every request (no cached answer), and the read probe mounted
+#: under the tenant API, so the limits count it (rate windows, the API-call count) like any other.
+MEMBERS = "/api/v1/members/"
+TENANT_READ = "/api/v1/probe/read"
+
+
+def _tenant_made_elsewhere(driver) -> dict:
+    """A tenant and its key, made (and its resolution cached) by another, earlier process."""
+    earlier = driver()
+    tenant = earlier("setup")
+    assert earlier("keyed_reads", key=tenant["key"], path=MEMBERS, count=1)[0]["status"] == 200
+    return tenant
+
+
+def _served_by_primary(answers: list[dict]) -> list[int]:
+    """The requests (by position) any of whose reads the primary served."""
+    return [
+        position
+        for position, answer in enumerate(answers)
+        if answer["reads"].get("default") or answer["in_recovery"] is False
+    ]
+
+
+def test_right_after_start_up_the_first_keyed_reads_go_to_the_replica(driver):
+    """The process's very first routed read waits for the monitor's first check (bounded), so it
+    does not go to the primary merely because the replica was not checked yet."""
+    tenant = _tenant_made_elsewhere(driver)
+    started = driver(REPLICA_HEALTH_INTERVAL_SECONDS=3600)  # only the first check can decide
+
+    answers = started("keyed_reads", key=tenant["key"], path=MEMBERS, count=40)
+    answers += started("keyed_reads", key=tenant["key"], path=TENANT_READ, count=40)
+
+    assert [answer["status"] for answer in answers] == [200] * 80
+    assert _served_by_primary(answers) == []
+    assert all(answer["reads"].get("replica_1", 0) >= 1 for answer in answers)
+    assert [answer["in_recovery"] for answer in answers[40:]] == [True] * 40
+
+
+def test_right_after_start_up_with_the_replica_stopped_reads_go_to_the_primary(driver, cluster):
+    tenant = _tenant_made_elsewhere(driver)
+    cluster.stop_replica()
+    started = driver(REPLICA_COOLDOWN_SECONDS=3600)
+
+    answers = started("keyed_reads", key=tenant["key"], path=TENANT_READ, count=5)
+
+    assert [(answer["status"], answer["in_recovery"]) for answer in answers] == [(200, False)] * 5
+    assert _state(started) == "down"  # decided by the first check, before the first read
+
+
+def test_bookkeeping_writes_never_pin_the_tenants_reads(driver):
+    """Every request here writes ``last_used_at`` and the API-call count (interval 0, flush every
+    call), before and after its read-your-writes scope: its reads stay on the replica and the tenant
+    is never pinned, even with a pin window longer than the test."""
+    drive = driver(
+        API_KEY_LAST_USED_INTERVAL_SECONDS=0,
+        API_CALLS_FLUSH_EVERY=1,
+        API_CALLS_BATCH=1,
+        REPLICA_PIN_SECONDS=3600,
+    )
+    tenant = drive("setup")
+    key, tenant_id = tenant["key"], tenant["tenant_id"]
+    _poll(
+        lambda: drive("keyed_reads", key=key, path=TENANT_READ, count=1)[0]["in_recovery"],
+        "a keyed read served by the replica",
+    )
+    before = drive("bookkeeping", tenant_id=tenant_id)
+
+    answers = drive("keyed_reads", key=key, path=TENANT_READ, count=40)
+    answers += drive("keyed_reads", key=key, path=MEMBERS, count=40)
+
+    after = drive("bookkeeping", tenant_id=tenant_id)
+    assert after["last_used_at"] > before["last_used_at"]  # the writes did happen
+    assert after["api_calls"] == before["api_calls"] + 80
+    assert [answer["status"] for answer in answers] == [200] * 80
+    assert _served_by_primary(answers) == []
+    assert after["pinned"] is False
+
+
 def _user_read(drive: Driver, user: str) -> dict:
     answer = drive("user_read", user=user)
     assert answer["status"] == 200, answer
@@ -279,7 +357,7 @@ def test_a_forked_child_checks_the_replicas_itself(driver):
     drive = driver()
     _read_from_replica(drive, drive("setup")["key"])
 
-    assert drive("fork") == {"trusted_parent_state": False, "checked_on_its_own": True}
+    assert drive("fork") == {"first_answer_healthy": True, "decided_by_its_own_check": True}
 
 
 def test_ops_endpoint_shows_each_replica_to_staff_only(driver):

@@ -67,6 +67,8 @@ def user_write_probe(request: HttpRequest) -> JsonResponse:
 
 
 urlpatterns = [
+    # Under the tenant API, so the limits count it (rate windows, API calls) like any tenant read.
+    path("api/v1/probe/read", read_probe),
     path("probe/read", read_probe),
     path("probe/read-in-transaction", read_in_transaction_probe),
     path("probe/write", write_probe),

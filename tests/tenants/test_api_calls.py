@@ -144,6 +144,20 @@ def test_near_the_limit_every_call_is_counted_at_once_and_none_passes_it(setting
     assert api_calls.api_calls_used(tenant) == 10
 
 
+def test_a_count_seen_longer_ago_than_the_batch_seconds_is_not_trusted(settings):
+    settings.API_CALLS_BATCH, settings.API_CALLS_BATCH_SECONDS = 100, 0
+    settings.API_CALLS_EXACT_MARGIN = 5
+    tenant, client = _tenant_client(api_calls_per_month=20)
+    assert client.get(URL).status_code == 200
+    period = quotas.period_key(MONTH)
+    caches[settings_module.RATELIMIT_USE_CACHE].set(f"api-calls:{tenant.pk}:{period}", 18)
+
+    statuses = [client.get(URL).status_code for _ in range(4)]
+
+    assert statuses == [200, 200, 403, 403]  # other processes' calls count at once
+    assert _shared_count(tenant) == 20
+
+
 def test_a_lost_counter_starts_again_from_the_database_row(settings):
     settings.API_CALLS_FLUSH_EVERY = 2
     tenant, client = _tenant_client(api_calls_per_month=5)

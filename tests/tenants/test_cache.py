@@ -25,6 +25,7 @@ from tenants.cache import (
 )
 from tenants.context import tenant_scope, unscoped
 from tenants.exceptions import TenantScopeMissing
+from tenants.mirror import global_mirror
 from tenants.models import Tenant
 from tests.factories import TenantFactory, UserFactory, issue_key, key_client, plan
 
@@ -125,23 +126,29 @@ def test_a_generation_bump_invalidates_one_tenant_and_nothing_else(two_tenants):
 
 
 @pytest.mark.redis
-def test_the_generation_is_read_once_per_scope(two_tenants):
+def test_the_generation_is_read_once_per_scope_and_through_the_mirror(two_tenants):
     acme, _ = two_tenants
     with tenant_scope(acme):
         cache.set_many({f"k{n}": n for n in range(5)})
+    global_mirror.clear()
 
-    def get_calls() -> int:
-        return _raw_redis().info("commandstats").get("cmdstat_get", {}).get("calls", 0)
+    def calls(command: str) -> int:
+        stats = _raw_redis().info("commandstats")
+        return stats.get(f"cmdstat_{command}", {}).get("calls", 0)
 
-    before = get_calls()
+    before = calls("get"), calls("mget")
     with tenant_scope(_fresh(acme)):
         assert [cache.get(f"k{n}") for n in range(5)] == list(range(5))
-    assert get_calls() - before == 1 + 5  # the generation, then one GET per read
+    assert (calls("get") - before[0], calls("mget") - before[1]) == (5, 1)  # generation once
 
-    before = get_calls()
-    with tenant_scope(_fresh(acme)):  # a new scope reads the generation again
+    before = calls("get"), calls("mget")
+    with tenant_scope(_fresh(acme)):  # a new scope asks again: this process's fresh copy answers
         assert cache.get("k0") == 0
-    assert get_calls() - before == 2
+    assert (calls("get") - before[0], calls("mget") - before[1]) == (1, 0)
+
+    tenant_cache_invalidate(acme)  # announced to every process's mirror
+    with tenant_scope(_fresh(acme)):
+        assert cache.get("k0") is None
 
 
 def test_a_bump_in_the_current_scope_applies_to_it_at_once(two_tenants):

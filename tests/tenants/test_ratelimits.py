@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 from django_ratelimit.core import _get_window
 
+from tenants.limits import api_calls
 from tenants.limits.ratelimits import group_for, group_limit
 from tenants.models import Tenant
 from tests.assertions import assert_error
@@ -206,6 +207,18 @@ def test_requests_without_a_tenant_carry_no_limit(clock, api_client):
 
     assert [r.status_code for r in responses] == [200] * 3
     assert all("RateLimit-Limit" not in r for r in responses)
+
+
+def test_anonymous_requests_naming_a_tenant_spend_none_of_its_budget(
+    clock, api_client, django_capture_on_commit_callbacks
+):
+    tenant = _tenant(django_capture_on_commit_callbacks, requests_per_minute=2)
+    anonymous = [api_client.get(URL, HTTP_X_TENANT=tenant.slug) for _ in range(5)]
+    assert {r.status_code for r in anonymous} <= {401, 403}
+    assert all("RateLimit-Limit" not in r for r in anonymous)
+
+    _allowed(_client(tenant), 2)  # the whole budget is still there
+    assert api_calls.api_calls_used(tenant) == 2
 
 
 def test_a_view_in_the_uploads_group_gets_a_tenth_with_its_own_counter(

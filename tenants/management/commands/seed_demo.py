@@ -19,10 +19,10 @@ from django.core.management.base import CommandError, CommandParser
 from django.db import transaction
 
 from tenants import resolution, services
-from tenants.cache import global_cache
 from tenants.context import tenant_scope, unscoped
 from tenants.exceptions import QuotaExceeded
 from tenants.management.base import OneLineErrorCommand
+from tenants.mirror import global_mirror
 from tenants.models import ApiKey, Membership, Plan, Tenant
 
 SHOWCASE_PLANS = ("free", "starter", "pro", "enterprise")
@@ -168,7 +168,7 @@ class Command(OneLineErrorCommand):
         new_slugs = [slug for slug in slugs if slug not in present]
         # A lookup of a not-yet-existing slug may have cached "missing"; drop it with the commit.
         transaction.on_commit(
-            lambda: global_cache().delete_many(
+            lambda: global_mirror.delete_many(
                 [resolution.tenant_slug_cache_key(s) for s in new_slugs]
             )
         )
