@@ -21,8 +21,9 @@ every request to a file named "None"):
 
 - the project, ``config.wsgi:application`` with this process's environment (DATABASE_URL,
   REDIS_URL, ...), DJANGO_DEBUG removed and DJANGO_ALLOWED_HOSTS=127.0.0.1,localhost;
-- the bare project, ``bare.wsgi:application`` from ``bench/`` (``bench/bare/``): no database, no
-  cache, no middleware, DRF's defaults with JSON rendering only, no authentication, AllowAny and no
+- the bare project, ``bare.wsgi:application`` from ``bench/`` (``bench/bare/``): what
+  ``django-admin startproject`` and DRF give a new project (startproject's apps and middleware,
+  DRF's default authentication, permission and renderers; no database touched, no cache), and no
   throttles. Its two views answer the same ~400-byte dict, shaped like the tenant answer.
 
 Targets, each warmed up with ``--warmup`` requests (every answer must be a 200) and then measured in

@@ -95,17 +95,21 @@ class GlobalMirror:
         self.pubsub, self.location, self.live = pubsub, location, True
         self.entries, self.epoch = {}, self.epoch + 1
 
+    def _stop(self) -> None:
+        """Unsubscribe and drop every copy; the next read may subscribe again."""
+        if self.pubsub is not None:
+            with suppress(RedisError, OSError):
+                self.pubsub.close()
+        self.pubsub, self.live = None, False
+        self.entries, self.epoch = {}, self.epoch + 1
+
     def _broken(self, error: Exception) -> None:
         logger.warning(
             "Global mirror off (%s: %s); reading Redis until a new subscription is confirmed",
             type(error).__name__,
             error,
         )
-        if self.pubsub is not None:
-            with suppress(RedisError, OSError):
-                self.pubsub.close()
-        self.pubsub, self.live = None, False
-        self.entries, self.epoch = {}, self.epoch + 1
+        self._stop()
         self.retry_at = time.monotonic() + _RETRY_SECONDS
 
     def _usable(self) -> bool:
@@ -115,8 +119,7 @@ class GlobalMirror:
             self.entries, self.epoch = {}, self.epoch + 1
         location = _redis_location()
         if self.live and location != self.location:  # the cache moved (tests do; deploys don't)
-            self._broken(ConnectionError("the global cache moved to another Redis"))
-            self.retry_at = 0.0
+            self._stop()
         if not self.live:
             if location is None or time.monotonic() < self.retry_at:
                 return False
