@@ -61,12 +61,10 @@ def _settle(state: LimitsState) -> None:
         return
     try:
         api_calls.settle(state.api_call)
-    except (
-        DatabaseError
-    ) as error:  # the count is safe in the counter store: the next flush writes it
-        logger.warning(
-            "API-call count of tenant %s not written: %s", state.api_call.tenant.pk, error
-        )
+    except DatabaseError as error:
+        # The count is safe in the counter store: the next write-back brings the row up to it.
+        tenant_id = state.api_call.tenant.pk
+        logger.warning("API-call count of tenant %s not written: %s", tenant_id, error)
 
 
 def _finish(state: LimitsState, response: HttpResponse) -> None:
