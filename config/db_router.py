@@ -7,7 +7,8 @@ hold, otherwise to ``default``:
   ``replica_pinning_scope()`` for a task). Outside any scope (commands, shell, migrations, the
   tenant resolution that runs before the scope is known) every read goes to the primary;
 - no atomic block is open on ``default`` (a transaction reads what it wrote);
-- the scope has not written (every ``db_for_write`` marks it);
+- the scope has not written (every ``db_for_write`` marks it, except bookkeeping writes:
+  ``tenants.bookkeeping``);
 - its tenant (API) or user (session) is not pinned: a write pins the subject in the shared cache
   for ``REPLICA_PIN_SECONDS``, so its next requests, in any process, read the primary too. The pin
   costs at most one cache read per scope, remembered in the scope for its other reads;
@@ -39,6 +40,7 @@ from django.db import DEFAULT_DB_ALIAS, connections
 from django.http import HttpRequest
 
 from config.replicas import monitor
+from tenants.bookkeeping import in_bookkeeping
 from tenants.cache import global_cache
 from tenants.context import current_tenant
 from tenants.middleware import SyncAndAsyncMiddleware
@@ -153,7 +155,7 @@ class ReplicaRouter:
 
     def db_for_write(self, model, **hints) -> str:
         state = _state.get()
-        if state is not None and not state.wrote:
+        if state is not None and not state.wrote and not in_bookkeeping():
             state.wrote = True
             _set_pin(state)  # now, so a concurrent request of the same subject sees it at once
         return DEFAULT_DB_ALIAS

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.utils import timezone
 
+from tenants.bookkeeping import bookkeeping_writes
 from tenants.cache import generation_key, global_cache, seed_generation
 from tenants.keys import key_matches, parse_key
 from tenants.mirror import global_mirror
@@ -244,11 +245,12 @@ def touch_api_key(api_key: ApiKey) -> None:
 
     Each process asks the shared cache at most once per interval and key (so a warm request costs
     no round trip for it); ``add`` is atomic, so among the processes only the first one in an
-    interval writes. The write runs before the request's read-your-writes scope opens, so it never
-    pins the tenant's reads to the primary.
+    interval writes. It is a bookkeeping write (``tenants.bookkeeping``), and runs before the
+    request's read-your-writes scope opens anyway: it never pins the tenant's reads.
     """
     interval = settings.API_KEY_LAST_USED_INTERVAL_SECONDS
     if not _touches.due(api_key.pk, interval):
         return
     if global_cache().add(_touched_key(api_key.pk), 1, interval):
-        ApiKey.all_tenants.filter(pk=api_key.pk).update(last_used_at=timezone.now())
+        with bookkeeping_writes():
+            ApiKey.all_tenants.filter(pk=api_key.pk).update(last_used_at=timezone.now())

@@ -33,6 +33,7 @@ from degradation.breakers.storage import (
     Snapshot,
 )
 from degradation.exceptions import CircuitOpen, UnknownBreaker
+from tenants.bookkeeping import bookkeeping_writes
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -71,7 +72,9 @@ def _record(name: str, old: str, new: str, reason: str, actor=None) -> None:
 
         from degradation.models import BreakerEvent
 
-        with transaction.atomic():  # a savepoint inside a caller's transaction: it stays usable
+        # A savepoint inside a caller's transaction (it stays usable); a bookkeeping write, so a
+        # breaker that changes state during a request does not pin the tenant's reads.
+        with bookkeeping_writes(), transaction.atomic():
             BreakerEvent.objects.create(
                 breaker=name,
                 from_state=old,

@@ -42,6 +42,7 @@ from django.conf import settings
 from django.core.cache import caches
 from django.utils import timezone
 
+from tenants.bookkeeping import bookkeeping_writes
 from tenants.limits import quotas, ratelimits, state
 from tenants.limits.registry import API_CALLS_PER_MONTH
 from tenants.models import Tenant, TenantUsage
@@ -190,7 +191,8 @@ def settle(count: ApiCallCount) -> None:
     """After the response: bring the durable row up to the count and announce crossings."""
     if not count.needs_flush:
         return
-    quotas.quota_raise_to(count.tenant, RESOURCE, count.used, period=count.period)
+    with bookkeeping_writes():  # never pins the tenant's reads, wherever it is called
+        quotas.quota_raise_to(count.tenant, RESOURCE, count.used, period=count.period)
     for percent in count.crossed:
         quotas.quota_threshold_crossed.send(
             sender=TenantUsage,
