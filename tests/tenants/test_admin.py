@@ -301,6 +301,29 @@ def test_the_last_owner_cannot_be_deleted_in_admin(staff_client):
     assert Membership.all_tenants.filter(pk=owner.pk).exists()
 
 
+def test_deleting_every_owner_at_once_in_admin_is_refused_and_others_go_through_the_service(
+    staff_client, django_capture_on_commit_callbacks
+):
+    tenant = TenantFactory()
+    owners = [MembershipFactory(tenant=tenant, role=Membership.Role.OWNER) for _ in range(2)]
+    member = MembershipFactory(tenant=tenant, role=Membership.Role.MEMBER)
+    changelist = _url("membership", "changelist")
+
+    both = {"action": "delete_selected", "_selected_action": [o.pk for o in owners], "post": "yes"}
+    refused = staff_client.post(changelist, both)
+    # Each removal alone would leave an owner; together they would not: tried in order, rolled back.
+    assert refused.status_code == 200
+    assert "A tenant must keep at least one owner." in refused.text
+    assert Membership.all_tenants.filter(tenant=tenant).count() == 3
+
+    data = {"action": "delete_selected", "_selected_action": [owners[0].pk, member.pk]}
+    with django_capture_on_commit_callbacks(execute=True):
+        done = staff_client.post(changelist, {**data, "post": "yes"})
+    assert done.status_code == 302
+    remaining = Membership.all_tenants.filter(tenant=tenant).values_list("pk", flat=True)
+    assert list(remaining) == [owners[1].pk]
+
+
 def test_tenant_picker_autocompletes_by_slug(staff_client):
     TenantFactory(slug="picked")
     TenantFactory(slug="other")
