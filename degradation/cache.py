@@ -308,7 +308,7 @@ class ResilientRedisCache(RedisCache):
     def add(self, key, value, timeout=DEFAULT_TIMEOUT, version=None):
         if self._seen is None:
             return self._call("add", key, value, timeout, version=version, written=[key])
-        full_key = self.make_and_validate_key(key, version=version)
+        full_key = self.make_key(key, version=version)
         if self._seen.exists(full_key):
             return False
         added = self._call("add", key, value, timeout, version=version, written=[key])
@@ -341,7 +341,7 @@ class ResilientRedisCache(RedisCache):
 
     def _forget(self, keys: list, version) -> None:
         if self._seen is not None:
-            self._seen.forget(self.make_and_validate_key(key, version=version) for key in keys)
+            self._seen.forget(self.make_key(key, version=version) for key in keys)
 
     def decr(self, key, delta=1, version=None):
         return self._call("decr", key, delta, version=version, written=[key])
