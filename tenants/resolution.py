@@ -16,6 +16,11 @@ says which entries to fetch with the key's: what is used is always what the entr
 hint that turned out wrong (a plan changed, a slug was reused) costs one more read, never a wrong
 answer. A prefix belongs to its tenant for life (keys never move), so a cold process pays up to
 three reads per key once (the key, then its tenant and generation, then the plan).
+
+Each request gets its own (shallow) copies of the key, tenant and plan: assigning to their fields
+never reaches another request. Their nested values (``limit_overrides``, ``scopes``) are shared with
+this process's mirror, so ``request.tenant`` and ``request.api_key`` are read-only: code that changes a
+row loads it from the database (as ``TenantView.patch`` does).
 """
 
 from __future__ import annotations
@@ -136,8 +141,10 @@ def _tenant(tenant_id: int, found: dict) -> ResolvedTenant | None:
         return None
     tenant = copy.copy(tenant)  # the request's own: the mirror's copy is shared
     found = _read([plan_cache_key(tenant.plan_id)], found)
-    tenant.plan = _cached_or_load(
-        found, plan_cache_key(tenant.plan_id), lambda: Plan.objects.get(pk=tenant.plan_id)
+    tenant.plan = copy.copy(
+        _cached_or_load(
+            found, plan_cache_key(tenant.plan_id), lambda: Plan.objects.get(pk=tenant.plan_id)
+        )
     )
     generation = found.get(generation_key(tenant_id))
     return ResolvedTenant(
