@@ -8,9 +8,17 @@ through ``api_exception_handler``; Django's own 404/500 and exceptions that esca
 from __future__ import annotations
 
 import logging
+import re
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+    ValidationError,
+)
 from django.http import Http404
 from django.utils.deprecation import MiddlewareMixin
 from django.views import defaults
@@ -19,8 +27,11 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
+from config.parsers import PayloadTooLarge
 from tenants.http import (
+    ErrorAnswer,
     database_error_response,
+    error_answer,
     error_response,
     exception_answer,
     exception_response,
@@ -30,8 +41,24 @@ from tenants.http import (
 logger = logging.getLogger(__name__)
 
 
+#: What a number in a query parameter or a cursor may look like: ASCII digits, not ``str.isdigit``
+#: (which accepts superscripts and other scripts' digits that ``int()`` then refuses).
+_ASCII_INT = re.compile(r"[0-9]{1,18}")
+
+
+class InvalidCursor(exceptions.APIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "invalid_cursor"
+    default_detail = "The cursor is not one this API gave out. Start again without it."
+
+
 class ApiCursorPagination(CursorPagination):
-    """Cursor pagination on ``-id``: stable under inserts, O(1) per page at any depth."""
+    """Cursor pagination on ``-id``: stable under inserts, O(1) per page at any depth.
+
+    A cursor comes from the client, so it is checked like any input: one DRF cannot decode, or whose
+    position is not a value of the ordering field (a forged one), is a 400 ``invalid_cursor``, never
+    a database error.
+    """
 
     ordering = "-id"
     page_size = settings.API_PAGE_SIZE
@@ -40,11 +67,30 @@ class ApiCursorPagination(CursorPagination):
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
-        if raw is not None and (not raw.isdigit() or int(raw) < 1):
+        if raw is not None and (not _ASCII_INT.fullmatch(raw) or int(raw) < 1):
             raise exceptions.ValidationError(
                 {"limit": [f"Must be an integer from 1 to {self.max_page_size}."]}
             )
         return super().get_page_size(request)
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.paginated_model = queryset.model
+        return super().paginate_queryset(queryset, request, view)
+
+    def decode_cursor(self, request):
+        try:
+            cursor = super().decode_cursor(request)
+        except exceptions.NotFound as error:  # DRF's answer to an undecodable cursor
+            raise InvalidCursor() from error
+        if cursor is not None and cursor.position is not None:
+            first = self.ordering if isinstance(self.ordering, str) else self.ordering[0]
+            name, meta = first.lstrip("-"), self.paginated_model._meta
+            field = meta.pk if name == "pk" else meta.get_field(name)
+            try:
+                field.clean(cursor.position, None)  # type and range (a bigint stays a bigint)
+            except ValidationError as error:
+                raise InvalidCursor() from error
+        return cursor
 
 
 def api_exception_handler(exc, context):
@@ -58,9 +104,13 @@ def api_exception_handler(exc, context):
         exc = exceptions.ValidationError(
             detail=exc.message_dict if hasattr(exc, "error_dict") else exc.messages
         )
-    if isinstance(exc, exceptions.APIException):
+    answer = input_error_answer(exc)
+    if answer is not None:
+        _rejected(context.get("request"), answer)
+    elif isinstance(exc, exceptions.APIException):
         set_rollback()  # as DRF's own handler does: an atomic request must not commit
         answer = exception_answer(exc)
+    if answer is not None:
         return Response(answer.body, status=answer.status, headers=answer.headers)
     if unavailable := database_error_response(exc):
         return unavailable
@@ -72,12 +122,61 @@ def _is_api(request) -> bool:
     return request.path.startswith("/api/")
 
 
+def _rejected(request, answer: ErrorAnswer) -> ErrorAnswer:
+    """Log a refused input in one line (never a traceback: the client's error, not ours)."""
+    where = f"{request.method} {request.path[:200]}" if request is not None else "a request"
+    logger.warning("Rejected %s: %s", where, answer.body["error"]["code"])
+    return answer
+
+
+def input_error_answer(exc: BaseException) -> ErrorAnswer | None:
+    """The answer to input that Django or the JSON parser could not take (its size, its number of
+    fields, its nesting), or ``None`` when ``exc`` is not one."""
+    if isinstance(exc, RequestDataTooBig):
+        return exception_answer(PayloadTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
+    if isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+        return error_answer(
+            400,
+            "too_many_parameters",
+            "The request has more parameters or fields than this API accepts.",
+            {"max": settings.DATA_UPLOAD_MAX_NUMBER_FIELDS},
+        )
+    if isinstance(exc, RecursionError):
+        return error_answer(400, "malformed_request", "The request body is nested too deeply.")
+    if isinstance(exc, SuspiciousOperation):
+        return error_answer(400, "bad_request", "The request was rejected.")
+    return None
+
+
 class ApiErrorMiddleware(MiddlewareMixin):
-    """Turns any exception escaping a view under /api/ into a 500 JSON answer, even with DEBUG on."""
+    """The first line of the API's input limits, and the last of its error shape.
+
+    Before anything reads the request (sessions, CSRF, DRF): a declared body over
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is a 413 without reading it, a malformed ``Content-Length`` a
+    400, and more query parameters than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` a 400 (each logged in one
+    line). After: any exception escaping a view under /api/ becomes a JSON answer, even with DEBUG on.
+    """
+
+    def process_request(self, request):
+        if not _is_api(request):
+            return None
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        if not _ASCII_INT.fullmatch(length):
+            answer = error_answer(400, "bad_request", "The Content-Length header is malformed.")
+            return _rejected(request, answer).response()
+        if int(length) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
+            answer = exception_answer(PayloadTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
+            return _rejected(request, answer).response()
+        query = request.META.get("QUERY_STRING", "")
+        if query and query.count("&") + query.count(";") >= settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:
+            return _rejected(request, input_error_answer(TooManyFieldsSent())).response()
+        return None
 
     def process_exception(self, request, exception):
         if not _is_api(request) or isinstance(exception, Http404 | PermissionDenied):
             return None
+        if answer := input_error_answer(exception):
+            return _rejected(request, answer).response()
         if unavailable := database_error_response(exception):
             return unavailable
         if isinstance(exception, exceptions.APIException):  # an app error raised in a plain view
