@@ -2,7 +2,8 @@
 
 Order: an API key (``Authorization: Bearer``) decides the tenant; otherwise the subdomain of
 ``TENANT_BASE_DOMAIN``; otherwise an ``X-Tenant`` header, which only a signed-in member of that
-tenant or a staff user may use. A key naming a tenant other than the subdomain or header gets 403.
+tenant or a staff user may use. Without credentials a subdomain or ``X-Tenant`` is ignored, so it
+neither breaks pages that need no tenant nor tells apart unknown, existing and suspended tenants. A key naming a tenant other than the subdomain or header gets 403.
 A bad key counts against its client address (``tenants.limits.ratelimits``): past the budget it is
 answered 429 instead of 401.
 
@@ -18,6 +19,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control
 
 from tenants import exceptions, resolution
 from tenants.context import tenant_scope, unscoped
@@ -86,18 +88,19 @@ def resolve_request(request: HttpRequest) -> resolution.ResolvedTenant | None:
         request.tenant, request.api_key = tenant, found.api_key
         return found.resolved
 
-    if not named_slug:
+    if not named_slug or not request.user.is_authenticated:
+        # A hint without credentials names nothing: the answer (401 from the API, the page itself
+        # elsewhere) cannot tell an unknown tenant from an existing or a suspended one.
         return None
     resolved = resolution.resolve_slug(named_slug)
     if resolved is None:
         raise exceptions.TenantNotFound()
     tenant = resolved.tenant
     user = request.user
-    if user.is_authenticated:
-        role = resolution.get_membership_role(tenant.pk, user.pk)
-        if role is None and not user.is_staff:
-            raise exceptions.TenantAccessDenied()
-        request.tenant_role = role or "staff"
+    role = resolution.get_membership_role(tenant.pk, user.pk)
+    if role is None and not user.is_staff:
+        raise exceptions.TenantAccessDenied()
+    request.tenant_role = role or "staff"
     _check_status(tenant)
     request.tenant = tenant
     return resolved
@@ -113,6 +116,12 @@ def _resolve(request: HttpRequest) -> tuple[resolution.ResolvedTenant | None, Ht
         if (unavailable := database_error_response(error)) is None:
             raise
         return None, unavailable
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    """An answer made for a tenant carries its data (or a key's secret): no cache may keep it."""
+    patch_cache_control(response, no_store=True, private=True)
+    return response
 
 
 class SyncAndAsyncMiddleware:
@@ -154,7 +163,7 @@ class TenantMiddleware(SyncAndAsyncMiddleware):
             if resolved is None:
                 return self.get_response(request)
             with tenant_scope(resolved.tenant, cache_generation=resolved.cache_generation):
-                return self.get_response(request)
+                return _no_store(self.get_response(request))
 
     async def __acall__(self, request: HttpRequest):
         with unscoped():
@@ -164,4 +173,4 @@ class TenantMiddleware(SyncAndAsyncMiddleware):
             if resolved is None:
                 return await self.get_response(request)
             with tenant_scope(resolved.tenant, cache_generation=resolved.cache_generation):
-                return await self.get_response(request)
+                return _no_store(await self.get_response(request))

@@ -90,3 +90,10 @@ def test_the_next_window_lets_the_address_try_again(valid_secret, ratelimit_cloc
     ratelimit_clock.now += 60
 
     assert key_client(valid_secret).get(URL, REMOTE_ADDR="203.0.113.7").status_code == 200
+
+
+def test_a_hundred_bad_keys_from_an_address_never_stop_a_valid_key_from_it(valid_secret):
+    answers = [_guess(n).status_code for n in range(100)]
+    assert set(answers[:LIMIT]) == {401} and set(answers[LIMIT:]) == {429}
+    valid = key_client(valid_secret).get(URL, REMOTE_ADDR="203.0.113.7")
+    assert valid.status_code == 200
