@@ -24,6 +24,7 @@ from django.utils.cache import patch_cache_control
 from tenants import exceptions, resolution
 from tenants.context import tenant_scope, unscoped
 from tenants.http import database_error_response, exception_response
+from tenants.keys import parse_key
 from tenants.limits import ratelimits
 from tenants.models import RESERVED_SLUGS, Tenant
 
@@ -78,7 +79,9 @@ def resolve_request(request: HttpRequest) -> resolution.ResolvedTenant | None:
     if token is not None:
         found = resolution.resolve_api_key(token)
         if found.error:
-            ratelimits.record_failed_attempt(request)  # 429 once the address is past its budget
+            parsed = parse_key(token)
+            # 429 once the address (or the key's prefix) is past its budget
+            ratelimits.record_failed_attempt(request, parsed.prefix if parsed else None)
             raise _KEY_ERRORS[found.error]()
         tenant = found.resolved.tenant
         if named_slug and named_slug != tenant.slug:

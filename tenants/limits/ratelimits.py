@@ -35,9 +35,11 @@ has no local fallback, so an outage raises here instead of counting per process 
 ``rate_limit_unavailable``. Either way the outage is logged once and counted (``outage_counters``).
 
 Failed API-key attempts are counted per client address (``auth`` group, django-ratelimit's ``ip``
-key, behind ``RATELIMIT_IP_META_KEY`` when set). Past ``RATELIMIT_AUTH_FAILURES_PER_MINUTE`` a bad
-key from that address is answered 429 instead of 401 until the window ends. A valid key is never
-refused for its address's failures: behind a proxy or a NAT other clients share the address.
+key, behind ``RATELIMIT_IP_META_KEY`` when set) and, for a well-formed key, per key prefix (``auth:
+prefix``: guesses at one key from many addresses). Past ``RATELIMIT_AUTH_FAILURES_PER_MINUTE`` on
+either, a bad key is answered 429 instead of 401 until the window ends. A valid key is never refused
+for failures: behind a proxy or a NAT other clients share the address, and a guesser may share
+the prefix.
 """
 
 from __future__ import annotations
@@ -281,11 +283,25 @@ def _auth_rate() -> tuple[int, int]:
     return (max(1, settings.RATELIMIT_AUTH_FAILURES_PER_MINUTE), WINDOW_SECONDS)
 
 
-def record_failed_attempt(request: HttpRequest) -> None:
-    """Count one failed API-key attempt against the client's address; raise
-    ``TooManyFailedAttempts`` (429) once the address is past its budget for this window."""
-    usage = guarded(
-        lambda: _get_usage(request, group=AUTH_GROUP, key="ip", rate=_auth_rate(), increment=True)
-    )
-    if usage is not None and usage["should_limit"]:
-        raise TooManyFailedAttempts(wait=max(usage["time_left"], 1))
+def record_failed_attempt(request: HttpRequest, key_prefix: str | None = None) -> None:
+    """Count one failed API-key attempt against the client's address and, for a well-formed key,
+    against its prefix; raise ``TooManyFailedAttempts`` (429) once either is past its budget for
+    this window.
+
+    The prefix counter stops guesses at one key's secret spread over many addresses (a botnet, or
+    every client behind one proxy). Both only ever refuse bad keys: a valid key is never counted.
+    """
+    counters = [("ip", AUTH_GROUP)]
+    if key_prefix is not None:
+        counters.append((lambda _group, _request: key_prefix, f"{AUTH_GROUP}:prefix"))
+    waits = []
+    for key, group in counters:
+        usage = guarded(
+            lambda key=key, group=group: _get_usage(
+                request, group=group, key=key, rate=_auth_rate(), increment=True
+            )
+        )
+        if usage is not None and usage["should_limit"]:
+            waits.append(max(usage["time_left"], 1))
+    if waits:
+        raise TooManyFailedAttempts(wait=max(waits))

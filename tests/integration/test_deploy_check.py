@@ -44,3 +44,12 @@ def test_check_deploy_warns_without_them(tmp_path):
     result = _check_deploy({}, tmp_path)
     assert result.returncode != 0
     assert "security.W004" in result.stderr + result.stdout  # HSTS not set
+
+
+def test_check_deploy_warns_behind_a_proxy_without_a_client_address_header(tmp_path):
+    variables = _production_variables()
+    variables.pop("RATELIMIT_IP_META_KEY")
+    variables["DJANGO_SECRET_KEY"] = "x7" * 30 + "-not-a-real-key-but-long-and-varied-9f3a"
+    result = _check_deploy(variables, tmp_path)
+    assert result.returncode != 0
+    assert "tenants.W001" in result.stderr + result.stdout

@@ -97,3 +97,14 @@ def test_a_hundred_bad_keys_from_an_address_never_stop_a_valid_key_from_it(valid
     assert set(answers[:LIMIT]) == {401} and set(answers[LIMIT:]) == {429}
     valid = key_client(valid_secret).get(URL, REMOTE_ADDR="203.0.113.7")
     assert valid.status_code == 200
+
+
+def test_guesses_at_one_key_from_many_addresses_are_stopped_by_its_prefix(valid_secret):
+    prefix = valid_secret.split("_")[1]
+    wrong = f"ils_{prefix}_{'x' * 43}"
+    answers = [
+        key_client(wrong).get(URL, REMOTE_ADDR=f"198.51.100.{n}").status_code
+        for n in range(LIMIT + 3)
+    ]
+    assert set(answers[:LIMIT]) == {401} and set(answers[LIMIT:]) == {429}
+    assert key_client(valid_secret).get(URL, REMOTE_ADDR="198.51.100.250").status_code == 200
