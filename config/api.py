@@ -20,6 +20,8 @@ from django.core.exceptions import (
     ValidationError,
 )
 from django.http import Http404
+from django.middleware.common import CommonMiddleware
+from django.urls import is_valid_path
 from django.utils.deprecation import MiddlewareMixin
 from django.views import defaults
 from rest_framework import exceptions, status
@@ -119,7 +121,17 @@ def api_exception_handler(exc, context):
 
 
 def _is_api(request) -> bool:
-    return request.path.startswith("/api/")
+    """Under ``/api/`` (also as ``//api/...``: a path's leading slashes never leave the API's shape)."""
+    return request.path.lstrip("/").startswith("api/")
+
+
+class ApiCommonMiddleware(CommonMiddleware):
+    """Django's ``CommonMiddleware``, except that an API path missing its trailing slash is not
+    redirected: a 301 would make clients drop a POST's body and resend it as a GET. It answers the
+    API's JSON 404, which names the path with the slash (``handler404``)."""
+
+    def should_redirect_with_slash(self, request):
+        return False if _is_api(request) else super().should_redirect_with_slash(request)
 
 
 def _rejected(request, answer: ErrorAnswer) -> ErrorAnswer:
@@ -202,7 +214,13 @@ def handler403(request, exception=None):
 
 def handler404(request, exception=None):
     if _is_api(request):
-        return error_response(status.HTTP_404_NOT_FOUND, "not_found", "No such endpoint or object.")
+        details = {}
+        with_slash = f"{request.path_info}/"
+        if not request.path_info.endswith("/") and is_valid_path(with_slash):
+            details["did_you_mean"] = with_slash
+        return error_response(
+            status.HTTP_404_NOT_FOUND, "not_found", "No such endpoint or object.", details
+        )
     return defaults.page_not_found(request, exception)
 
 

@@ -50,6 +50,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "corsheaders",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "config",
@@ -60,10 +61,11 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",  # answers nothing cross-origin unless configured
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.api.ApiErrorMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
+    "config.api.ApiCommonMiddleware",  # CommonMiddleware without slash redirects under /api/
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -201,6 +203,8 @@ API_CALLS_FLUSH_EVERY = max(1, env.int("API_CALLS_FLUSH_EVERY", default=100))
 API_CALLS_BATCH = max(1, env.int("API_CALLS_BATCH", default=100))
 API_CALLS_BATCH_SECONDS = env.float("API_CALLS_BATCH_SECONDS", default=1.0)
 API_CALLS_EXACT_MARGIN = max(0, env.int("API_CALLS_EXACT_MARGIN", default=10_000))
+# Admin sign-in attempts (POSTs) per client address and per username per minute (config/admin_login.py).
+ADMIN_LOGIN_ATTEMPTS_PER_MINUTE = env.int("ADMIN_LOGIN_ATTEMPTS_PER_MINUTE", default=10)
 # Behind a proxy: the META key holding the client address, e.g. HTTP_X_REAL_IP (django-ratelimit).
 RATELIMIT_IP_META_KEY = env("RATELIMIT_IP_META_KEY", default=None)
 
@@ -248,6 +252,11 @@ TENANT_RESOLUTION_CACHE_SECONDS = env.int("TENANT_RESOLUTION_CACHE_SECONDS", def
 # reach every process at once over Redis pub/sub, this only bounds a change made behind its back.
 GLOBAL_MIRROR_SECONDS = env.float("GLOBAL_MIRROR_SECONDS", default=30.0)
 API_KEY_LAST_USED_INTERVAL_SECONDS = env.int("API_KEY_LAST_USED_INTERVAL_SECONDS", default=60)
+
+# --- CORS (django-cors-headers): closed unless origins are named ------------------------------
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_URLS_REGEX = r"^/api/.*$"  # the API only; the admin is never cross-origin
+CORS_ALLOW_CREDENTIALS = False  # API keys travel in Authorization, not in cookies
 
 # --- API ------------------------------------------------------------------------------------
 # Input limits, set on purpose (docs/CONFIGURATION.md): a larger body is a 413 before it is read,

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from config import health, ops
+from config.admin_login import admin_login
 from degradation.api import ActiveFlagsView
 
 handler400 = "config.api.handler400"
@@ -28,5 +29,6 @@ urlpatterns = [
         SpectacularRedocView.as_view(url_name="api-schema", permission_classes=[]),
         name="api-redoc",
     ),
+    path("admin/login/", admin_login, name="admin-login"),  # throttled; the rest is admin's own
     path("admin/", admin.site.urls),
 ]

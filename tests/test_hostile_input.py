@@ -126,3 +126,21 @@ def test_a_malformed_content_length_is_a_400(api):
         "POST", CREATE, b"{}", content_type="application/json", CONTENT_LENGTH="12abc"
     )
     assert_error(response, 400, "bad_request")
+
+
+def test_a_post_without_its_trailing_slash_is_a_json_404_naming_the_path_not_a_redirect(api):
+    response = api.post("/api/v1/api-keys", {"name": "ci"}, format="json")
+    error = assert_error(response, 404, "not_found")
+    assert error["details"] == {"did_you_mean": "/api/v1/api-keys/"}
+
+
+def test_a_path_with_doubled_leading_slashes_stays_in_the_error_shape(api):
+    for path in ("//api/v1/tenant/", "//api/v1/no-such-thing/"):
+        response = api.get("/", PATH_INFO=path)  # as a server passes it (a client URL would parse
+        # "//api/..." as a host)
+        assert response["Content-Type"] == "application/json"
+        assert_error(response, 404, "not_found")
+
+
+def test_pages_outside_the_api_keep_their_slash_redirect(client):
+    assert client.get("/admin").status_code == 301
