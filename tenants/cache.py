@@ -185,10 +185,22 @@ class TenantCache:
 tenant_cache = TenantCache()
 
 
+_view_keys: dict[tuple[str, str, str, str], str] = {}
+
+
 def _view_key(view: Callable, request: HttpRequest | Request) -> str:
-    query = urlencode(sorted(request.GET.lists()), doseq=True)
-    digest = hashlib.sha256(f"{request.path}?{query}".encode()).hexdigest()[:32]
-    return f"view:v2:{view.__module__}.{view.__qualname__}:{digest}"
+    """The view's key for the path and query (its parameters in sorted order), remembered per
+    process by the raw query string (bounded: forgotten past 10,000)."""
+    raw = (view.__module__, view.__qualname__, request.path, request.META.get("QUERY_STRING", ""))
+    key = _view_keys.get(raw)
+    if key is None:
+        query = urlencode(sorted(request.GET.lists()), doseq=True)
+        digest = hashlib.sha256(f"{request.path}?{query}".encode()).hexdigest()[:32]
+        key = f"view:v2:{view.__module__}.{view.__qualname__}:{digest}"
+        if len(_view_keys) >= 10_000:
+            _view_keys.clear()
+        _view_keys[raw] = key
+    return key
 
 
 def _to_cache(response: HttpResponse, expires_at: float | None) -> tuple | None:

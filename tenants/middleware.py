@@ -123,7 +123,10 @@ def _resolve(request: HttpRequest) -> tuple[resolution.ResolvedTenant | None, Ht
 
 def _no_store(response: HttpResponse) -> HttpResponse:
     """An answer made for a tenant carries its data (or a key's secret): no cache may keep it."""
-    patch_cache_control(response, no_store=True, private=True)
+    if response.has_header("Cache-Control"):
+        patch_cache_control(response, no_store=True, private=True)
+    else:
+        response["Cache-Control"] = "no-store, private"
     return response
 
 

@@ -51,11 +51,17 @@ _RETRY_SECONDS = 2.0
 _ENTRIES_MAX = 100_000
 
 
+_location: list = [None, None]  # [the CACHES setting it was read from, the location]
+
+
 def _redis_location() -> str | None:
-    config = settings.CACHES.get(GLOBAL_ALIAS, {})
-    if not config.get("BACKEND", "").endswith(("RedisCache", "ResilientRedisCache")):
-        return None
-    return config.get("LOCATION") or None
+    """The global cache's Redis, or ``None`` when it is not on Redis (read once per setting)."""
+    caches_setting = settings.CACHES
+    if _location[0] is not caches_setting:
+        config = caches_setting.get(GLOBAL_ALIAS, {})
+        on_redis = config.get("BACKEND", "").endswith(("RedisCache", "ResilientRedisCache"))
+        _location[:] = [caches_setting, (config.get("LOCATION") or None) if on_redis else None]
+    return _location[1]
 
 
 class GlobalMirror:

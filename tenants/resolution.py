@@ -17,10 +17,10 @@ hint that turned out wrong (a plan changed, a slug was reused) costs one more re
 answer. A prefix belongs to its tenant for life (keys never move), so a cold process pays up to
 three reads per key once (the key, then its tenant and generation, then the plan).
 
-Each request gets its own (shallow) copies of the key, tenant and plan: assigning to their fields
-never reaches another request. Their nested values (``limit_overrides``, ``scopes``) are shared with
-this process's mirror, so ``request.tenant`` and ``request.api_key`` are read-only: code that changes a
-row loads it from the database (as ``TenantView.patch`` does).
+The key and plan objects a request gets are this process's mirror copies, shared with its other
+requests, and the tenant is a shallow copy of one (its plan is attached per request), so
+``request.tenant`` (with its plan) and ``request.api_key`` are read-only: code that changes a row
+loads it from the database (as ``TenantView.patch`` does).
 """
 
 from __future__ import annotations
@@ -139,12 +139,10 @@ def _tenant(tenant_id: int, found: dict) -> ResolvedTenant | None:
     )
     if tenant is None:
         return None
-    tenant = copy.copy(tenant)  # the request's own: the mirror's copy is shared
+    tenant = copy.copy(tenant)  # the request's own: its plan is assigned below
     found = _read([plan_cache_key(tenant.plan_id)], found)
-    tenant.plan = copy.copy(
-        _cached_or_load(
-            found, plan_cache_key(tenant.plan_id), lambda: Plan.objects.get(pk=tenant.plan_id)
-        )
+    tenant.plan = _cached_or_load(
+        found, plan_cache_key(tenant.plan_id), lambda: Plan.objects.get(pk=tenant.plan_id)
     )
     generation = found.get(generation_key(tenant_id))
     return ResolvedTenant(
@@ -171,7 +169,6 @@ def resolve_api_key(raw: str) -> KeyResolution:
     api_key = next((k for k in candidates if key_matches(parsed.raw, k.secret_hash)), None)
     if api_key is None:
         return KeyResolution(None, "invalid")
-    api_key = copy.copy(api_key)  # the request's own: the mirror's copy is shared
     if api_key.is_revoked:
         return KeyResolution(api_key, "revoked")
     if api_key.is_expired():
