@@ -75,6 +75,13 @@ class ApiCursorPagination(CursorPagination):
             )
         return super().get_page_size(request)
 
+    def get_schema_operation_parameters(self, view):
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
+
     def paginate_queryset(self, queryset, request, view=None):
         self.paginated_model = queryset.model
         return super().paginate_queryset(queryset, request, view)
