@@ -69,7 +69,10 @@ class ApiCursorPagination(CursorPagination):
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
-        if raw is not None and (not _ASCII_INT.fullmatch(raw) or int(raw) < 1):
+        valid = raw is None or (
+            _ASCII_INT.fullmatch(raw) is not None and 1 <= int(raw) <= self.max_page_size
+        )
+        if not valid:  # the bounds the schema states: a larger page is refused, not cut short
             raise exceptions.ValidationError(
                 {"limit": [f"Must be an integer from 1 to {self.max_page_size}."]}
             )

@@ -54,7 +54,9 @@ def test_a_forged_cursor_is_a_400(api, cursor, caplog):
     _no_traceback(caplog)
 
 
-@pytest.mark.parametrize("limit", ["²", "١٢", "0", "-1", "1.5", "9" * 40, " 3"])
+@pytest.mark.parametrize(
+    "limit", ["²", "١٢", "0", "-1", "1.5", "9" * 40, " 3", str(settings.API_MAX_PAGE_SIZE + 1)]
+)
 def test_a_limit_that_is_not_an_ascii_integer_in_bounds_is_a_400(api, limit, caplog):
     response = api.get(LIST, {"limit": limit})
     assert_error(response, 400, "invalid")
