@@ -1,6 +1,7 @@
 """The admin's sign-in page, throttled: password guessing gets 429, and the lockout clears itself.
 
-Sign-in attempts (POSTs) are counted by django-ratelimit's public ``is_ratelimited``, per client
+Sign-in attempts (POSTs) are counted by django-ratelimit's public ``get_usage`` (through
+``tenants.limits.ratelimits.attempts_over_budget``, as failed API keys are), per client
 address (``ip``: ``REMOTE_ADDR`` or ``RATELIMIT_IP_META_KEY``) and per username tried, in windows
 of a minute: past ``ADMIN_LOGIN_ATTEMPTS_PER_MINUTE`` on either, the attempt is refused with 429
 and ``Retry-After`` until the window ends, without checking the password. Showing the page is
@@ -13,12 +14,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django_ratelimit.core import get_usage
 
 from tenants.exceptions import RateLimitUnavailable
-from tenants.limits.ratelimits import WINDOW_SECONDS, guarded
+from tenants.limits.ratelimits import attempts_over_budget
 
-_COUNTERS = (("admin-login", "ip"), ("admin-login-user", "post:username"))
+_COUNTERS = [("admin-login", "ip"), ("admin-login-user", "post:username")]
 
 
 def _refused(status: int, message: str, wait: int) -> HttpResponse:
@@ -30,22 +30,14 @@ def _refused(status: int, message: str, wait: int) -> HttpResponse:
 def admin_login(request: HttpRequest, extra_context=None):
     """``admin.site.login`` behind the attempt limits (see the module docstring)."""
     if request.method == "POST":
-        rate = (max(1, settings.ADMIN_LOGIN_ATTEMPTS_PER_MINUTE), WINDOW_SECONDS)
         try:
-            for group, key in _COUNTERS:
-                usage = guarded(
-                    lambda group=group, key=key: get_usage(
-                        request, group=group, key=key, rate=rate, increment=True
-                    )
-                )
-                if usage is not None and usage["should_limit"]:
-                    return _refused(
-                        429,
-                        "Too many sign-in attempts. Wait a minute and try again.",
-                        usage["time_left"],
-                    )
+            wait = attempts_over_budget(
+                request, _COUNTERS, settings.ADMIN_LOGIN_ATTEMPTS_PER_MINUTE
+            )
         except RateLimitUnavailable as error:
             return _refused(
                 503, "Sign-in is unavailable for a moment. Try again shortly.", error.wait
             )
+        if wait is not None:
+            return _refused(429, "Too many sign-in attempts. Wait a minute and try again.", wait)
     return admin.site.login(request, extra_context)

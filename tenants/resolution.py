@@ -152,8 +152,7 @@ def _tenant(tenant_id: int, found: dict) -> ResolvedTenant | None:
 
 def _anchored_read(anchor_key: str) -> dict:
     """The anchor's entry and, when this process has seen it before, its tenant's: one read."""
-    keys = [anchor_key, *_hints.keys_for(anchor_key)]
-    return {key: None for key in keys} | global_mirror.get_many(keys)
+    return _read([anchor_key, *_hints.keys_for(anchor_key)], {})
 
 
 def resolve_api_key(raw: str) -> KeyResolution:
@@ -178,12 +177,6 @@ def resolve_api_key(raw: str) -> KeyResolution:
         return KeyResolution(None, "invalid")
     _hints.remember(key_entry, resolved.tenant)
     return KeyResolution(api_key, None, resolved)
-
-
-def get_tenant(tenant_id: int) -> Tenant | None:
-    """The tenant with its plan attached (for callers that need no generation)."""
-    resolved = _tenant(tenant_id, {})
-    return resolved.tenant if resolved else None
 
 
 def resolve_slug(slug: str) -> ResolvedTenant | None:

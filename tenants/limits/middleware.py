@@ -14,8 +14,9 @@ refused by DRF and counts against nothing):
   ``LimitsState`` and writes the API-call count to the database when due. That write runs outside
   the read-your-writes scope on purpose: bookkeeping must not pin the tenant's reads to the primary.
 
-Cost on a warm request: one Redis round trip per rate budget (none for an unlimited tenant) and
-one for the API-call count; no SQL, except the write-back every ``API_CALLS_FLUSH_EVERY`` calls.
+Cost on a warm request: one Redis round trip per rate budget (none for an unlimited tenant); the
+API-call count about 0.01 far from its limit (batches) and one within ``API_CALLS_EXACT_MARGIN``
+of it; no SQL, except the write-back each ``API_CALLS_FLUSH_EVERY`` calls.
 """
 
 from __future__ import annotations

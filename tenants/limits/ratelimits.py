@@ -279,8 +279,26 @@ def current_budget(
     }
 
 
-def _auth_rate() -> tuple[int, int]:
-    return (max(1, settings.RATELIMIT_AUTH_FAILURES_PER_MINUTE), WINDOW_SECONDS)
+def attempts_over_budget(
+    request: HttpRequest, counters: list[tuple[str, object]], per_minute: int
+) -> int | None:
+    """Count one attempt in each ``(group, key)`` counter (a django-ratelimit key: a name such as
+    ``"ip"`` or a callable); the seconds to wait when any is past ``per_minute``, else ``None``.
+
+    Every counter is counted, so one that is over does not hide the attempt from the others.
+    While the counters are down ``RATELIMIT_FAIL_OPEN`` decides (``guarded``).
+    """
+    rate = (max(1, per_minute), WINDOW_SECONDS)
+    waits = []
+    for group, key in counters:
+        usage = guarded(
+            lambda group=group, key=key: _get_usage(
+                request, group=group, key=key, rate=rate, increment=True
+            )
+        )
+        if usage is not None and usage["should_limit"]:
+            waits.append(max(usage["time_left"], 1))
+    return max(waits) if waits else None
 
 
 def record_failed_attempt(request: HttpRequest, key_prefix: str | None = None) -> None:
@@ -291,17 +309,9 @@ def record_failed_attempt(request: HttpRequest, key_prefix: str | None = None) -
     The prefix counter stops guesses at one key's secret spread over many addresses (a botnet, or
     every client behind one proxy). Both only ever refuse bad keys: a valid key is never counted.
     """
-    counters = [("ip", AUTH_GROUP)]
+    counters: list[tuple[str, object]] = [(AUTH_GROUP, "ip")]
     if key_prefix is not None:
-        counters.append((lambda _group, _request: key_prefix, f"{AUTH_GROUP}:prefix"))
-    waits = []
-    for key, group in counters:
-        usage = guarded(
-            lambda key=key, group=group: _get_usage(
-                request, group=group, key=key, rate=_auth_rate(), increment=True
-            )
-        )
-        if usage is not None and usage["should_limit"]:
-            waits.append(max(usage["time_left"], 1))
-    if waits:
-        raise TooManyFailedAttempts(wait=max(waits))
+        counters.append((f"{AUTH_GROUP}:prefix", lambda _group, _request: key_prefix))
+    wait = attempts_over_budget(request, counters, settings.RATELIMIT_AUTH_FAILURES_PER_MINUTE)
+    if wait is not None:
+        raise TooManyFailedAttempts(wait=wait)
