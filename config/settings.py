@@ -252,6 +252,10 @@ TENANT_RESOLUTION_CACHE_SECONDS = env.int("TENANT_RESOLUTION_CACHE_SECONDS", def
 # reach every process at once over Redis pub/sub, this only bounds a change made behind its back.
 GLOBAL_MIRROR_SECONDS = env.float("GLOBAL_MIRROR_SECONDS", default=30.0)
 API_KEY_LAST_USED_INTERVAL_SECONDS = env.int("API_KEY_LAST_USED_INTERVAL_SECONDS", default=60)
+# Invitations (POST /api/v1/invitations/): how long a token stays valid, and how many unexpired
+# invitations a tenant may have open at once.
+INVITATION_EXPIRY_HOURS = max(1, env.int("INVITATION_EXPIRY_HOURS", default=168))
+INVITATIONS_MAX_OPEN = max(1, env.int("INVITATIONS_MAX_OPEN", default=100))
 
 # --- CORS (django-cors-headers): closed unless origins are named ------------------------------
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
@@ -297,6 +301,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SCHEMA_PATH_PREFIX": r"/api/(v1/)?",
+    # Two choice sets are called "status"; name each (import paths, read by drf-spectacular).
+    "ENUM_NAME_OVERRIDES": {
+        "TenantStatusEnum": "tenants.models.Tenant.Status",
+        "InvitationStatusEnum": "tenants.serializers.INVITATION_STATUSES",
+    },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "config.schema.postprocess_error_responses",

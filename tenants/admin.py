@@ -1,4 +1,4 @@
-"""Django Admin of plans, tenants, memberships and API keys (staff only).
+"""Django Admin of plans, tenants, memberships, invitations and API keys (staff only).
 
 Tenancy rules here:
 
@@ -39,7 +39,7 @@ from tenants.limits.admin_usage import (
 )
 from tenants.limits.registry import LIMIT_NAMES, resource
 from tenants.limits.usage import QuotaLine, quota_report
-from tenants.models import ApiKey, Membership, Plan, Tenant
+from tenants.models import ApiKey, Invitation, Membership, Plan, Tenant
 
 admin.site.site_header = admin.site.site_title = "ILS platform admin"
 admin.site.index_title = "Operations"
@@ -250,6 +250,76 @@ class MembershipAdmin(AllTenantsAdmin):
         except ValidationError as error:
             protected.extend(error.messages)
         return deleted, counts, perms_needed, protected
+
+
+class InvitationStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [*Invitation.Status.choices, ("expired", "Expired")]
+
+    def queryset(self, request, queryset):
+        now = Now()
+        if self.value() == "expired":
+            return queryset.filter(status=Invitation.Status.PENDING, expires_at__lte=now)
+        if self.value() == Invitation.Status.PENDING:
+            return queryset.filter(status=self.value(), expires_at__gt=now)
+        if self.value():
+            return queryset.filter(status=self.value())
+        return queryset
+
+
+@admin.register(Invitation)
+class InvitationAdmin(AllTenantsAdmin):
+    """Invitations, read-only: they are made through the API and accepted by the invitee; staff
+    add a member directly under Memberships. The token's hash is never shown."""
+
+    list_display = (
+        "email",
+        "tenant",
+        "role",
+        "status_shown",
+        "invited_by",
+        "invited_by_key",
+        "created_at",
+        "expires_at",
+    )
+    list_filter = (InvitationStatusFilter, "role")
+    list_select_related = ("tenant", "invited_by", "invited_by_key")
+    search_fields = ("email", "tenant__slug")
+    fields = (
+        "tenant",
+        "email",
+        "role",
+        "status_shown",
+        "invited_by",
+        "invited_by_key",
+        "created_at",
+        "expires_at",
+        "accepted_at",
+        "accepted_by",
+        "revoked_at",
+    )
+    readonly_fields = fields
+    actions = ("revoke_invitations",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description="Status", ordering="status")
+    def status_shown(self, invitation: Invitation) -> str:
+        return invitation.display_status
+
+    @admin.action(description="Revoke selected invitations", permissions=["change"])
+    def revoke_invitations(self, request: HttpRequest, queryset: QuerySet) -> None:
+        revoked = 0
+        for invitation in queryset.filter(status=Invitation.Status.PENDING).select_related(
+            "tenant"
+        ):
+            services.invitation_revoke(invitation=invitation)
+            revoked += 1
+        self.message_user(request, f"{revoked} invitation(s) revoked.")
 
 
 class _YesNoFilter(admin.SimpleListFilter):

@@ -1,4 +1,4 @@
-"""Tenant API (``/api/v1/``): the current tenant, its usage, its members and its API keys.
+"""Tenant API (``/api/v1/``): the current tenant, its usage, members, invitations and API keys.
 
 Every queryset here goes through ``Model.objects``, the scoped manager, so it can only ever see the
 request's tenant; the isolation suite (tests/integration/test_isolation.py) proves it per route.
@@ -6,10 +6,11 @@ request's tenant; the isolation suite (tests/integration/test_isolation.py) prov
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 
@@ -17,12 +18,18 @@ from tenants import selectors, services
 from tenants.cache import tenant_cached_view
 from tenants.limits import ratelimits
 from tenants.limits.usage import quota_report
-from tenants.models import ApiKey, Membership, Tenant
+from tenants.models import ApiKey, Invitation, Membership, Tenant
+from tenants.permissions import IsSignedInUser
 from tenants.serializers import (
+    INVITATION_STATUSES,
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
     ApiKeySerializer,
-    MembershipCreateSerializer,
+    InvitationAcceptedSerializer,
+    InvitationAcceptSerializer,
+    InvitationCreatedSerializer,
+    InvitationCreateSerializer,
+    InvitationSerializer,
     MembershipSerializer,
     MembershipUpdateSerializer,
     QuotaLineSerializer,
@@ -71,8 +78,13 @@ class UsageView(GenericAPIView):
         return Response(body)
 
 
-def _caller_is_owner(request) -> bool:
-    return request.tenant_role in (Membership.Role.OWNER, "staff")
+def _require_owner_for(request, *roles: str) -> None:
+    """Only an owner (or staff) grants, changes or removes the owner role."""
+    if Membership.Role.OWNER in roles and request.tenant_role not in (
+        Membership.Role.OWNER,
+        "staff",
+    ):
+        raise PermissionDenied("Only an owner can grant, change or remove the owner role.")
 
 
 class MemberViewSet(
@@ -81,45 +93,106 @@ class MemberViewSet(
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Members of the tenant. Only owners (and staff) may add, change or remove owners."""
+    """Members of the tenant. New members come through invitations (``/api/v1/invitations/``)."""
 
     serializer_class = MembershipSerializer
     lookup_value_regex = ID_PATTERN
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    http_method_names = ["get", "patch", "delete", "head", "options"]
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Membership.all_tenants.none()
         return Membership.objects.select_related("user")
 
-    def _require_owner_for(self, *roles: str) -> None:
-        if Membership.Role.OWNER in roles and not _caller_is_owner(self.request):
-            raise PermissionDenied("Only an owner can grant, change or remove the owner role.")
-
-    @extend_schema(request=MembershipCreateSerializer, responses={201: MembershipSerializer})
-    def create(self, request):
-        serializer = MembershipCreateSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        self._require_owner_for(serializer.validated_data["role"])
-        membership = services.membership_add_by_email(
-            tenant=request.tenant, **serializer.validated_data
-        )
-        return Response(MembershipSerializer(membership).data, status=status.HTTP_201_CREATED)
-
     @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
     def partial_update(self, request, pk=None):
         membership = self.get_object()
         serializer = MembershipUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        self._require_owner_for(membership.role, serializer.validated_data["role"])
+        _require_owner_for(request, membership.role, serializer.validated_data["role"])
         membership = services.membership_change_role(
             membership=membership, role=serializer.validated_data["role"]
         )
         return Response(MembershipSerializer(membership).data)
 
     def perform_destroy(self, membership: Membership) -> None:
-        self._require_owner_for(membership.role)
+        _require_owner_for(self.request, membership.role)
         services.membership_remove(membership=membership)
+
+
+def _filter_by_status(queryset, wanted: str | None):
+    if wanted is None:
+        return queryset
+    if wanted not in INVITATION_STATUSES:
+        raise ValidationError({"status": [f"Use one of: {', '.join(INVITATION_STATUSES)}."]})
+    now = timezone.now()
+    if wanted == "expired":
+        return queryset.filter(status=Invitation.Status.PENDING, expires_at__lte=now)
+    if wanted == Invitation.Status.PENDING:
+        return queryset.filter(status=wanted, expires_at__gt=now)
+    return queryset.filter(status=wanted)
+
+
+@extend_schema(
+    parameters=[
+        OpenApiParameter("status", enum=INVITATION_STATUSES, required=False, location="query")
+    ],
+    methods=["GET"],
+)
+class InvitationViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Invitations to join the tenant. The answer to an invitation never says whether the email
+    has an account; the invitee accepts with the token, signed in (``Invitation``'s invariants)."""
+
+    serializer_class = InvitationSerializer
+    lookup_value_regex = ID_PATTERN
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Invitation.all_tenants.none()
+        queryset = Invitation.objects.select_related("invited_by")
+        if self.action == "list":
+            return _filter_by_status(queryset, self.request.query_params.get("status"))
+        return queryset
+
+    @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationCreatedSerializer})
+    def create(self, request):
+        serializer = InvitationCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        _require_owner_for(request, serializer.validated_data["role"])
+        issued = services.invitation_create(
+            tenant=request.tenant,
+            invited_by=request.user,
+            invited_by_key=request.api_key,
+            **serializer.validated_data,
+        )
+        body = {**InvitationSerializer(issued.invitation).data, "token": issued.token}
+        return Response(body, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=None, responses=InvitationSerializer)
+    @action(detail=True, methods=["post"])
+    def revoke(self, request, pk=None):
+        invitation = services.invitation_revoke(invitation=self.get_object())
+        return Response(InvitationSerializer(invitation).data)
+
+    @extend_schema(
+        request=InvitationAcceptSerializer,
+        responses=InvitationAcceptedSerializer,
+        description="Accept an invitation as the signed-in user it was sent to (session sign-in, "
+        "without X-Tenant; not with an API key). Unknown, expired, revoked, accepted, or sent to "
+        "another email: the same 404 invitation_not_found.",
+    )
+    @action(detail=False, methods=["post"], permission_classes=[IsSignedInUser])
+    def accept(self, request):
+        serializer = InvitationAcceptSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        membership = services.invitation_accept(
+            token=serializer.validated_data["token"], user=request.user
+        )
+        return Response(InvitationAcceptedSerializer(membership).data)
 
 
 class ApiKeyViewSet(

@@ -122,9 +122,31 @@ class AlreadyMember(TenantsError):
     default_detail = "That user is already a member of this tenant."
 
 
-class UserNotFound(TenantsError):
-    default_code = "user_not_found"
-    default_detail = "No user has that email address. The user must sign up first."
+class InvitationNotFound(TenantsError):
+    """Unknown, revoked, expired, accepted or addressed to another email: one answer for all, so
+    a token says nothing to anyone but the user it was meant for."""
+
+    status_code = status.HTTP_404_NOT_FOUND
+    default_code = "invitation_not_found"
+    default_detail = (
+        "No open invitation matches this token for the signed-in account. Ask the tenant to "
+        "invite this account's email again."
+    )
+
+
+class InvitationNotOpen(TenantsError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "invitation_not_open"
+    default_detail = "This invitation was already accepted or revoked."
+
+
+class TooManyOpenInvitations(TenantsError):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "too_many_open_invitations"
+    default_detail = (
+        "The tenant has as many open invitations as it may. Revoke some, or wait for them to "
+        "be accepted or to expire."
+    )
 
 
 class RetryLater(TenantsError):

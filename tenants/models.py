@@ -1,7 +1,7 @@
-"""Plans, tenants, memberships and API keys.
+"""Plans, tenants, memberships, invitations and API keys.
 
 ``Tenant`` and ``Plan`` are global tables (the tenant is the root every other row hangs from);
-``Membership`` and ``ApiKey`` are tenant-owned and subclass ``TenantScopedModel``.
+``Membership``, ``Invitation`` and ``ApiKey`` are tenant-owned and subclass ``TenantScopedModel``.
 """
 
 from __future__ import annotations
@@ -172,6 +172,86 @@ class Membership(TenantScopedModel):
     @property
     def can_manage(self) -> bool:
         return self.role in (self.Role.OWNER, self.Role.ADMIN)
+
+
+class Invitation(TenantScopedModel):
+    """An invitation to join a tenant, addressed to an email.
+
+    Invariants (``tenants.services.invitation_*``):
+
+    * Creating one tells the inviter nothing about the platform's users: the answer is the same
+      whether or not an account has that email, and no other tenant's data is read for it.
+    * The token is shown once, in the answer to the create call, and stored only as its SHA-256.
+    * Accepting needs the token AND a signed-in user whose email is the invitation's; the members
+      quota is checked then, under the tenant's row lock, so an invitation never takes a tenant
+      past its limit. Unknown, revoked, expired, accepted or someone else's: one same answer.
+    * At most one open invitation per email and tenant: inviting again replaces the open one.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REVOKED = "revoked", "Revoked"
+
+    email = models.EmailField(help_text="Stored lower-case; matched case-insensitively.")
+    role = models.CharField(
+        max_length=16, choices=Membership.Role.choices, default=Membership.Role.MEMBER
+    )
+    token_hash = models.CharField(max_length=64, editable=False)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.PENDING, editable=False
+    )
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    invited_by_key = models.ForeignKey(
+        "tenants.ApiKey", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True, editable=False)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        editable=False,
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta(TenantScopedModel.Meta):
+        ordering = ["id"]
+        constraints = [
+            *TenantScopedModel.Meta.constraints,
+            models.UniqueConstraint(
+                fields=["tenant", "email"],
+                condition=models.Q(status="pending"),
+                name="tenants_invitation_open_email_uniq",
+            ),
+            models.UniqueConstraint(
+                fields=["tenant", "token_hash"], name="tenants_invitation_tenant_token_uniq"
+            ),
+        ]
+        # Found by token before the tenant is known (as keys are by prefix), so this one index
+        # cannot lead with tenant_id; tokens are random.
+        indexes = [
+            models.Index(fields=["token_hash"], name="tenants_invitation_token_idx"),
+            models.Index(fields=["tenant", "status", "id"], name="tenants_invitation_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.tenant_id} ({self.display_status})"
+
+    def is_expired(self, now=None) -> bool:
+        return self.expires_at <= (now or timezone.now())
+
+    @property
+    def display_status(self) -> str:
+        """The stored status, or ``expired`` for a pending invitation past its expiry."""
+        if self.status == self.Status.PENDING and self.is_expired():
+            return "expired"
+        return self.status
 
 
 class ApiKey(TenantScopedModel):

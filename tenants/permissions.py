@@ -35,3 +35,14 @@ class IsTenantMember(BasePermission):
         if request.api_key is None and request.tenant_role is None:
             return False
         return request.method in SAFE_METHODS or caller_can_write(request)
+
+
+class IsSignedInUser(BasePermission):
+    """A signed-in user acting for themselves (accepting an invitation), not an API key."""
+
+    message = "Sign in as the invited user to do this; an API key cannot."
+
+    def has_permission(self, request, view) -> bool:
+        return bool(request.user and request.user.is_authenticated) and (
+            getattr(request, "api_key", None) is None
+        )

@@ -4,7 +4,7 @@ from django.utils import timezone
 from rest_framework import serializers
 
 from tenants.limits.registry import LIMIT_NAMES
-from tenants.models import ApiKey, Membership, Plan, Tenant
+from tenants.models import ApiKey, Invitation, Membership, Plan, Tenant
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -44,9 +44,70 @@ class MembershipSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class MembershipCreateSerializer(serializers.Serializer):
-    email = serializers.EmailField()
+INVITATION_STATUSES = [*Invitation.Status.values, "expired"]
+
+
+class InvitationSerializer(serializers.ModelSerializer):
+    """An invitation as its tenant sees it: only what the inviter typed and who sent it."""
+
+    status = serializers.ChoiceField(
+        source="display_status",
+        choices=INVITATION_STATUSES,
+        read_only=True,
+        help_text="expired: still pending, but past expires_at.",
+    )
+    invited_by_key = serializers.PrimaryKeyRelatedField(
+        read_only=True, help_text="The API key that sent it, if one did."
+    )
+    invited_by_email = serializers.SerializerMethodField(
+        help_text="The member who sent it (empty for a key or platform staff)."
+    )
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "email",
+            "role",
+            "status",
+            "invited_by_key",
+            "invited_by_email",
+            "created_at",
+            "expires_at",
+            "accepted_at",
+            "revoked_at",
+        ]
+        read_only_fields = fields
+
+    def get_invited_by_email(self, invitation: Invitation) -> str | None:
+        user = invitation.invited_by
+        return None if user is None or user.is_staff else user.email
+
+
+class InvitationCreateSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
     role = serializers.ChoiceField(choices=Membership.Role.choices, default=Membership.Role.MEMBER)
+
+
+class InvitationCreatedSerializer(InvitationSerializer):
+    token = serializers.CharField(
+        help_text="The invitation token. Shown only in this answer: send it to the invitee, who "
+        "accepts it with POST /api/v1/invitations/accept/ while signed in with that email."
+    )
+
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "token"]
+
+
+class InvitationAcceptSerializer(serializers.Serializer):
+    token = serializers.CharField(max_length=100, trim_whitespace=True)
+
+
+class InvitationAcceptedSerializer(serializers.Serializer):
+    tenant = serializers.SlugField(source="tenant.slug", help_text="The tenant joined.")
+    tenant_name = serializers.CharField(source="tenant.name")
+    membership = serializers.IntegerField(source="pk")
+    role = serializers.ChoiceField(choices=Membership.Role.choices)
 
 
 class MembershipUpdateSerializer(serializers.Serializer):

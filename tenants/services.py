@@ -1,7 +1,8 @@
 """Writes of the tenants app. Keyword-only, typed, atomic.
 
-Quota invariant: adding a member or an API key locks the tenant row (``SELECT ... FOR UPDATE``)
-before counting, so concurrent additions are serialised and a tenant can never pass its limit.
+Quota invariant: adding a member (directly, or by accepting an invitation) or an API key locks
+the tenant row (``SELECT ... FOR UPDATE``) before counting, so concurrent additions are serialised
+and a tenant can never pass its limit.
 Counted resources (storage, jobs, API calls) use ``tenants.limits.quotas.quota_reserve`` instead.
 The API and the admin both call these functions: the row lock, the quotas and the last-owner rule
 are written here once.
@@ -10,20 +11,24 @@ are written here once.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.contrib.auth import get_user_model
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from tenants.context import tenant_scope
-from tenants.exceptions import AlreadyMember, LastOwner, UserNotFound
-from tenants.keys import generate_key, hash_key
+from tenants.exceptions import (
+    AlreadyMember,
+    InvitationNotFound,
+    InvitationNotOpen,
+    LastOwner,
+    TooManyOpenInvitations,
+)
+from tenants.keys import generate_invitation_token, generate_key, hash_key, is_invitation_token
 from tenants.limits.quotas import quota_check
 from tenants.limits.registry import MAX_API_KEYS, MAX_MEMBERS
-from tenants.models import ApiKey, Membership, Plan, Tenant
-
-User = get_user_model()
+from tenants.models import ApiKey, Invitation, Membership, Plan, Tenant
 
 
 def tenant_create(*, slug: str, name: str, plan: Plan) -> Tenant:
@@ -52,16 +57,6 @@ def tenant_set_status(*, tenant: Tenant, status: Tenant.Status) -> Tenant:
 
 def _lock_tenant(tenant: Tenant) -> Tenant:
     return Tenant.objects.select_for_update().select_related("plan").get(pk=tenant.pk)
-
-
-def membership_add_by_email(
-    *, tenant: Tenant, email: str, role: str = Membership.Role.MEMBER
-) -> Membership:
-    """Add an existing user, found by email (case-insensitive), to the tenant."""
-    user = User.objects.filter(email__iexact=email.strip()).order_by("id").first()
-    if user is None:
-        raise UserNotFound(details={"email": ["No user has that email address."]})
-    return membership_add(tenant=tenant, user=user, role=role)
 
 
 @transaction.atomic
@@ -104,6 +99,108 @@ def membership_remove(*, membership: Membership) -> None:
         if saved_role == Membership.Role.OWNER and _owners_left_after(membership) == 0:
             raise LastOwner()
         membership.delete()
+
+
+def normalise_email(email: str) -> str:
+    """How invitations store and compare an address: trimmed and lower-case."""
+    return email.strip().lower()
+
+
+@dataclass(frozen=True)
+class IssuedInvitation:
+    """A fresh invitation and its token. The token exists only here; it is never stored."""
+
+    invitation: Invitation
+    token: str
+
+
+@transaction.atomic
+def invitation_create(
+    *,
+    tenant: Tenant,
+    email: str,
+    role: str = Membership.Role.MEMBER,
+    invited_by=None,
+    invited_by_key: ApiKey | None = None,
+) -> IssuedInvitation:
+    """Invite ``email`` to the tenant; the token is returned once (``Invitation`` invariants).
+
+    Nothing outside the tenant is read: whether an account has this email is not looked up, so
+    the answer cannot tell. An open invitation to the same email is replaced (revoked), so
+    inviting again is how an invitation is sent anew. At most ``INVITATIONS_MAX_OPEN`` unexpired
+    invitations are open per tenant.
+    """
+    email = normalise_email(email)
+    locked = _lock_tenant(tenant)
+    now = timezone.now()
+    with tenant_scope(locked):
+        if Membership.objects.filter(user__email__iexact=email).exists():
+            raise AlreadyMember("A member of this tenant already has that email.")
+        pending = Invitation.objects.filter(status=Invitation.Status.PENDING)
+        pending.filter(email=email).update(status=Invitation.Status.REVOKED, revoked_at=now)
+        if pending.filter(expires_at__gt=now).count() >= settings.INVITATIONS_MAX_OPEN:
+            raise TooManyOpenInvitations(details={"limit": settings.INVITATIONS_MAX_OPEN})
+        token = generate_invitation_token()
+        invitation = Invitation.objects.create(
+            email=email,
+            role=role,
+            token_hash=hash_key(token),
+            invited_by=invited_by if getattr(invited_by, "pk", None) else None,
+            invited_by_key=invited_by_key,
+            expires_at=now + timedelta(hours=settings.INVITATION_EXPIRY_HOURS),
+        )
+    return IssuedInvitation(invitation=invitation, token=token)
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation) -> Invitation:
+    """Revoke an open (or expired) invitation; one already accepted or revoked is a conflict."""
+    with tenant_scope(invitation.tenant):
+        locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if locked.status != Invitation.Status.PENDING:
+            raise InvitationNotOpen()
+        locked.status, locked.revoked_at = Invitation.Status.REVOKED, timezone.now()
+        locked.save(update_fields=["status", "revoked_at"])
+    return locked
+
+
+def _open_for(invitation: Invitation, user) -> bool:
+    return (
+        invitation.status == Invitation.Status.PENDING
+        and not invitation.is_expired()
+        and invitation.tenant.is_active
+        and normalise_email(user.email or "") == invitation.email
+    )
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user) -> Membership:
+    """Make ``user`` a member through the invitation ``token``, within the members quota.
+
+    Every way of not matching (unknown token, revoked, expired, accepted, another email, a tenant
+    not active) raises the same ``InvitationNotFound``. The token is found by its hash (an index
+    lookup: its timing says nothing about a 256-bit secret). The tenant row is locked before the
+    invitation row (the order every writer here takes), and the quota is ``membership_add``'s.
+    """
+    if not is_invitation_token(token):
+        raise InvitationNotFound()
+    found = (
+        Invitation.all_tenants.filter(token_hash=hash_key(token)).select_related("tenant").first()
+    )
+    if found is None or not _open_for(found, user):
+        raise InvitationNotFound()
+    locked_tenant = _lock_tenant(found.tenant)
+    with tenant_scope(locked_tenant):
+        invitation = (
+            Invitation.objects.select_for_update().select_related("tenant").get(pk=found.pk)
+        )
+        if not _open_for(invitation, user):
+            raise InvitationNotFound()
+        membership = membership_add(tenant=locked_tenant, user=user, role=invitation.role)
+        invitation.status, invitation.accepted_at = Invitation.Status.ACCEPTED, timezone.now()
+        invitation.accepted_by = user
+        invitation.save(update_fields=["status", "accepted_at", "accepted_by"])
+    return membership
 
 
 @dataclass(frozen=True)

@@ -166,7 +166,7 @@ def test_a_method_not_allowed_is_a_json_405(tenant, method, url):
 
 
 def test_a_body_that_is_not_json_is_a_json_415(writer):
-    response = writer.post("/api/v1/members/", data="email=a@b.co", content_type="text/plain")
+    response = writer.post("/api/v1/invitations/", data="email=a@b.co", content_type="text/plain")
 
     assert_error(response, 415, "unsupported_media_type")
 

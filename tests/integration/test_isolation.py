@@ -56,8 +56,15 @@ KNOWN_ROUTES = {
     "/api/v1/api-keys/",
     "/api/v1/api-keys/<pk>/",
     "/api/v1/api-keys/<pk>/revoke/",
+    "/api/v1/invitations/",
+    "/api/v1/invitations/<pk>/",
+    "/api/v1/invitations/<pk>/revoke/",
+    "/api/v1/invitations/accept/",
     "/api/v1/flags/",
 }
+#: Routes that act for the signed-in user, not for a tenant (an API key is refused there); they
+#: are checked by ``test_a_user_route_gives_nothing_of_a_to_b``, not as tenant lists.
+USER_ROUTES = {"/api/v1/invitations/accept/"}
 MIN_MARKER_LENGTH = 10
 
 
@@ -127,7 +134,9 @@ def discover_api_routes() -> list[Route]:
 
 API_ROUTES = discover_api_routes()
 DETAIL_ROUTES = [route for route in API_ROUTES if route.is_detail]
-LIST_ROUTES = [route for route in API_ROUTES if not route.is_detail]
+LIST_ROUTES = [
+    route for route in API_ROUTES if not route.is_detail and route.template not in USER_ROUTES
+]
 
 
 def _route_id(route: Route) -> str:
@@ -467,6 +476,34 @@ def test_another_tenants_key_sees_nothing_of_a_on_a_list_route(route, tenant_a, 
             failures.append(f"{method.upper()} {path}: {response.status_code}")
         if leaked := _leaks(response, forbidden):
             failures.append(f"{method.upper()} {path}: answer contains {leaked}")
+
+    assert not failures, "\n".join(failures)
+    assert tenant_a.snapshot() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("template", sorted(USER_ROUTES))
+def test_a_user_route_gives_nothing_of_a_to_b(template, tenant_a, tenant_b):
+    """B's key, and a signed-in member of B sending A's stored values as tokens, get refusals
+    that show nothing of A, and change nothing of A's."""
+    before = tenant_a.snapshot()
+    forbidden = tenant_a.forbidden_strings()
+    member = MembershipFactory(tenant=tenant_b.tenant).user
+    session = APIClient()
+    session.force_login(member)
+    failures = []
+    for method in METHODS:
+        response = _call(tenant_b.client, method, template, _body_for(tenant_b))
+        if response.status_code not in (403, 405):
+            failures.append(f"{method.upper()} {template} with B's key: {response.status_code}")
+        if leaked := _leaks(response, forbidden):
+            failures.append(f"{method.upper()} {template}: answer contains {leaked}")
+    for value in sorted(forbidden):
+        response = _call(session, "post", template, {"token": value})
+        if response.status_code not in (400, 404):
+            failures.append(f"POST {template} token={value!r}: {response.status_code}")
+        if leaked := _leaks(response, forbidden):
+            failures.append(f"POST {template} token={value!r}: answer contains {leaked}")
 
     assert not failures, "\n".join(failures)
     assert tenant_a.snapshot() == before

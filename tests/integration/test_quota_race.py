@@ -14,11 +14,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
+from rest_framework.test import APIClient
 
 from tenants import services
 from tenants.exceptions import QuotaExceeded
-from tenants.models import ApiKey, Membership, Tenant
-from tests.factories import TenantFactory, issue_key, key_client, plan
+from tenants.models import ApiKey, Invitation, Membership, Tenant
+from tests.factories import TenantFactory, plan
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -52,15 +53,11 @@ def free_tenant() -> Tenant:
 
 def test_concurrent_member_additions_stop_exactly_at_the_limit(free_tenant):
     User = get_user_model()
-    User.objects.bulk_create(
+    users = User.objects.bulk_create(
         User(username=f"racer{i}", email=f"racer{i}@example.com") for i in range(WRITERS)
     )
 
-    outcomes = _race(
-        lambda i: services.membership_add_by_email(
-            tenant=free_tenant, email=f"racer{i}@example.com"
-        )
-    )
+    outcomes = _race(lambda i: services.membership_add(tenant=free_tenant, user=users[i]))
 
     assert outcomes == Counter(created=3, quota_exceeded=WRITERS - 3)
     assert Membership.all_tenants.filter(tenant=free_tenant).count() == 3
@@ -73,20 +70,24 @@ def test_concurrent_api_key_creations_stop_exactly_at_the_limit(free_tenant):
     assert ApiKey.all_tenants.filter(tenant=free_tenant, revoked_at__isnull=True).count() == 2
 
 
-def test_concurrent_member_additions_through_the_api_stop_at_the_limit(free_tenant):
+def test_concurrent_invitation_acceptances_through_the_api_stop_at_the_limit(free_tenant):
+    """Twelve invitees accept at once: three become members, nine get the quota error, and
+    their invitations stay open (to accept once a seat frees up)."""
     User = get_user_model()
-    User.objects.bulk_create(
-        User(username=f"caller{i}", email=f"caller{i}@example.com") for i in range(WRITERS)
-    )
-    _, secret = issue_key(free_tenant)
+    clients, tokens = [], []
+    for i in range(WRITERS):
+        user = User.objects.create(username=f"caller{i}", email=f"caller{i}@example.com")
+        tokens.append(services.invitation_create(tenant=free_tenant, email=user.email).token)
+        client = APIClient()
+        client.force_login(user)
+        clients.append(client)
     barrier = threading.Barrier(WRITERS, timeout=30)
 
-    def add(i: int) -> int:
-        client = key_client(secret)
+    def accept(i: int) -> int:
         try:
             barrier.wait()
-            response = client.post(
-                "/api/v1/members/", {"email": f"caller{i}@example.com"}, format="json"
+            response = clients[i].post(
+                "/api/v1/invitations/accept/", {"token": tokens[i]}, format="json"
             )
             if response.status_code == 403:
                 assert response.json()["error"]["code"] == "quota_exceeded"
@@ -95,7 +96,11 @@ def test_concurrent_member_additions_through_the_api_stop_at_the_limit(free_tena
             connection.close()
 
     with ThreadPoolExecutor(max_workers=WRITERS) as pool:
-        statuses = Counter(pool.map(add, range(WRITERS)))
+        statuses = Counter(pool.map(accept, range(WRITERS)))
 
-    assert statuses == Counter({201: 3, 403: WRITERS - 3})
+    assert statuses == Counter({200: 3, 403: WRITERS - 3})
     assert Membership.all_tenants.filter(tenant=free_tenant).count() == 3
+    invitations = Invitation.all_tenants.filter(tenant=free_tenant)
+    assert Counter(invitations.values_list("status", flat=True)) == Counter(
+        {"accepted": 3, "pending": WRITERS - 3}
+    )

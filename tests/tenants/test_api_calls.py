@@ -18,9 +18,7 @@ from tenants.limits import api_calls, quotas
 from tenants.models import TenantUsage
 from tests.assertions import assert_error
 from tests.factories import (
-    MembershipFactory,
     TenantFactory,
-    UserFactory,
     issue_key,
     key_client,
     plan,
@@ -239,17 +237,15 @@ def test_usage_lists_every_quota_with_limit_used_and_reset(settings, ratelimit_c
 
 
 def test_quota_reservations_in_a_request_add_their_warning(settings):
-    """A quota reserved by a view (here members, counted under the tenant's row lock) warns too."""
-    tenant, _ = _tenant_client(max_members=5)
-    for _ in range(3):
-        MembershipFactory(tenant=tenant)
-    _, secret = issue_key(tenant, scopes=["read", "write"])
-    newcomer = UserFactory()
+    """A quota checked by a view (here API keys, counted under the tenant's row lock) warns too."""
+    tenant, client = _tenant_client(max_api_keys=5)
+    for number in range(2):
+        issue_key(tenant, name=f"key {number}")
 
-    response = key_client(secret).post("/api/v1/members/", {"email": newcomer.email}, format="json")
+    response = client.post("/api/v1/api-keys/", {"name": "fourth"}, format="json")
 
     assert response.status_code == 201, response.content
-    assert response["Quota-Warning"] == "max_members; used=4; limit=5; percent=80"
+    assert response["Quota-Warning"] == "max_api_keys; used=4; limit=5; percent=80"
 
 
 def test_under_asgi_the_headers_and_the_write_back_work_too(settings):

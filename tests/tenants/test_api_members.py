@@ -1,4 +1,7 @@
-"""``/api/v1/members/``: who may list, add, change and remove members, and the rules they keep."""
+"""``/api/v1/members/``: who may list, change and remove members, and the rules they keep.
+
+Members are added by invitation: tests/tenants/test_api_invitations.py.
+"""
 
 from __future__ import annotations
 
@@ -121,12 +124,8 @@ def test_a_plain_member_signed_in_can_list(member, owner):
 
 def test_a_read_only_key_can_list_but_not_write(tenant, member):
     reader = key_client(issue_key(tenant, scopes=[ApiKey.Scope.READ])[1])
-    UserFactory(username="newbie")
 
     assert reader.get(URL).status_code == 200
-    assert_error(
-        reader.post(URL, {"email": "newbie@example.com"}, format="json"), 403, "permission_denied"
-    )
     assert_error(
         reader.patch(detail_url(member), {"role": ADMIN}, format="json"), 403, "permission_denied"
     )
@@ -144,139 +143,17 @@ def test_a_signed_in_user_of_another_tenant_is_denied(tenant, member):
     assert_error(response, 403, "tenant_access_denied")
 
 
-# --- Adding -------------------------------------------------------------------------------------
-
-
-def test_a_write_key_adds_an_existing_user_by_email_case_insensitively(tenant, writer):
-    user = UserFactory(username="alice", email="Alice@Example.com")
-
-    response = writer.post(URL, {"email": "  ALICE@example.COM "}, format="json")
-
-    assert response.status_code == 201, response.content
-    body = response.json()
-    assert body["email"] == "Alice@Example.com"
-    assert body["role"] == "member"
-    created = Membership.all_tenants.get(pk=body["id"])
-    assert (created.tenant_id, created.user_id, created.role) == (tenant.pk, user.pk, MEMBER)
-
-
-def test_adding_with_a_role(tenant, writer):
-    UserFactory(username="ann")
-
-    response = writer.post(URL, {"email": "ann@example.com", "role": "admin"}, format="json")
-
-    assert response.status_code == 201, response.content
-    assert members_of(tenant) == {"ann": ADMIN}
-
-
-def test_adding_an_unknown_email_is_invalid_with_details(tenant, writer):
-    response = writer.post(URL, {"email": "nobody@example.com"}, format="json")
-
-    error = assert_error(response, 400, "user_not_found")
-    assert error["details"]["email"]
-    assert members_of(tenant) == {}
-
-
-@pytest.mark.parametrize(
-    ("payload", "field"),
-    [
-        ({}, "email"),
-        ({"email": "not-an-email"}, "email"),
-        ({"email": "a@b.co", "role": "god"}, "role"),
-    ],
-)
-def test_adding_with_invalid_fields_is_invalid(writer, payload, field):
-    error = assert_error(writer.post(URL, payload, format="json"), 400, "invalid")
-    assert field in error["details"]
-
-
-def test_adding_an_existing_member_is_a_conflict(tenant, member, writer):
-    response = writer.post(URL, {"email": "MIA@example.com"}, format="json")
-
-    assert_error(response, 409, "already_member")
-    assert members_of(tenant) == {"mia": MEMBER}
-
-
-def test_the_plans_member_limit_is_enforced(writer):
-    free = TenantFactory(plan=plan("free"))
-    for _ in range(3):
-        MembershipFactory(tenant=free)
-    client = key_client(issue_key(free)[1])
-    UserFactory(username="fourth")
-
-    response = client.post(URL, {"email": "fourth@example.com"}, format="json")
-
-    error = assert_error(response, 403, "quota_exceeded")
-    assert error["details"] == {"resource": "max_members", "limit": 3, "used": 3, "requested": 1}
-    assert Membership.all_tenants.filter(tenant=free).count() == 3
-
-
-def test_a_limit_override_raises_the_member_limit():
-    free = TenantFactory(plan=plan("free"), limit_overrides={"max_members": 4})
-    for _ in range(3):
-        MembershipFactory(tenant=free)
-    client = key_client(issue_key(free)[1])
-    UserFactory(username="fourth")
-    UserFactory(username="fifth")
-
-    assert client.post(URL, {"email": "fourth@example.com"}, format="json").status_code == 201
-    error = assert_error(
-        client.post(URL, {"email": "fifth@example.com"}, format="json"), 403, "quota_exceeded"
-    )
-    assert error["details"]["limit"] == 4
-
-
-@pytest.mark.parametrize("role", [OWNER, ADMIN])
-def test_a_signed_in_owner_or_admin_can_add(tenant, owner, admin, role):
-    manager = owner if role == OWNER else admin
+def test_members_are_not_added_here_but_invited(writer):
+    """POST is not offered: adding by email would tell a caller which emails have accounts."""
     UserFactory(username="newbie")
 
-    response = signed_in(manager).post(URL, {"email": "newbie@example.com"}, format="json")
+    response = writer.post(URL, {"email": "newbie@example.com"}, format="json")
 
-    assert response.status_code == 201, response.content
-    assert members_of(tenant)["newbie"] == MEMBER
-
-
-def test_a_signed_in_plain_member_cannot_write(tenant, owner, member):
-    UserFactory(username="newbie")
-    client = signed_in(member)
-
-    assert_error(
-        client.post(URL, {"email": "newbie@example.com"}, format="json"), 403, "permission_denied"
-    )
-    assert_error(
-        client.patch(detail_url(owner), {"role": MEMBER}, format="json"), 403, "permission_denied"
-    )
-    assert_error(client.delete(detail_url(owner)), 403, "permission_denied")
-    assert members_of(tenant) == {"olivia": OWNER, "mia": MEMBER}
-
-
-def test_anonymous_callers_cannot_add(tenant):
-    UserFactory(username="newbie")
-    client = APIClient()
-
-    response = client.post(
-        URL, {"email": "newbie@example.com"}, HTTP_X_TENANT=tenant.slug, format="json"
-    )
-
-    assert_error(response, 401, "not_authenticated")
-    assert members_of(tenant) == {}
+    assert_error(response, 405, "method_not_allowed")
+    assert "POST" not in response["Allow"]
 
 
 # --- The owner role -----------------------------------------------------------------------------
-
-
-def test_only_an_owner_may_grant_the_owner_role_when_adding(tenant, owner, admin, writer):
-    UserFactory(username="newbie")
-    payload = {"email": "newbie@example.com", "role": OWNER}
-
-    assert_error(signed_in(admin).post(URL, payload, format="json"), 403, "permission_denied")
-    assert_error(writer.post(URL, payload, format="json"), 403, "permission_denied")
-    assert "newbie" not in members_of(tenant)
-
-    response = signed_in(owner).post(URL, payload, format="json")
-    assert response.status_code == 201, response.content
-    assert members_of(tenant)["newbie"] == OWNER
 
 
 def test_only_an_owner_may_promote_to_owner(tenant, owner, admin, member, writer):

@@ -285,7 +285,7 @@ def test_the_tenant_read_reflects_members_and_keys_on_the_next_request(
     assert client.get(URL).json()["usage"] == {"members": 0, "api_keys": 1}
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.membership_add_by_email(tenant=acme, email=UserFactory().email)
+        services.membership_add(tenant=acme, user=UserFactory())
     assert client.get(URL).json()["usage"] == {"members": 1, "api_keys": 1}
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -313,9 +313,7 @@ def test_without_a_commit_nothing_is_invalidated(acme_key):
     before = _generation(acme)
 
     with tenant_scope(acme):
-        services.membership_add_by_email(
-            tenant=acme, email=UserFactory().email
-        )  # on_commit never runs
+        services.membership_add(tenant=acme, user=UserFactory())  # on_commit never runs
 
     assert _generation(acme) == before
     assert client.get(URL).json()["usage"]["members"] == 0

@@ -10,7 +10,7 @@ from django.test.utils import isolate_apps
 from tenants import checks
 from tenants.context import tenant_scope
 from tenants.exceptions import CrossTenantReference, TenantScopeMissing
-from tenants.models import ApiKey, Membership
+from tenants.models import ApiKey, Invitation, Membership
 from tenants.scoping import TenantScopedManager, TenantScopedModel
 from tests.factories import MembershipFactory, TenantFactory, UserFactory, issue_key
 
@@ -192,9 +192,12 @@ def test_tenant_and_id_unique_constraint_exists_in_the_database(model):
 
 @pytest.mark.parametrize("model", SCOPED_MODELS, ids=lambda m: m._meta.label)
 def test_indexes_lead_with_the_tenant(model):
-    """Indexes lead with tenant_id, except the documented ApiKey prefix lookup (before the tenant
-    is known)."""
-    exceptions = {(ApiKey, "tenants_apikey_prefix_idx")}
+    """Indexes lead with tenant_id, except the documented lookups made before the tenant is known:
+    an API key by prefix, an invitation by its token's hash."""
+    exceptions = {
+        (ApiKey, "tenants_apikey_prefix_idx"),
+        (Invitation, "tenants_invitation_token_idx"),
+    }
     for index in model._meta.indexes:
         if (model, index.name) in exceptions:
             continue
