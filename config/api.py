@@ -25,8 +25,9 @@ from django.urls import is_valid_path
 from django.utils.deprecation import MiddlewareMixin
 from django.views import defaults
 from rest_framework import exceptions, status
-from rest_framework.pagination import CursorPagination
+from rest_framework.pagination import Cursor, CursorPagination
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import set_rollback
 
 from config.parsers import PayloadTooLarge
@@ -43,9 +44,15 @@ from tenants.http import (
 logger = logging.getLogger(__name__)
 
 
-#: What a number in a query parameter or a cursor may look like: ASCII digits, not ``str.isdigit``
+#: What a number in a query parameter or a header may look like: ASCII digits, not ``str.isdigit``
 #: (which accepts superscripts and other scripts' digits that ``int()`` then refuses).
 _ASCII_INT = re.compile(r"[0-9]{1,18}")
+
+#: A cursor, as the schema states it (its ``pattern``): the direction (``n``: the page after the
+#: position, ``p``: the page before it), the position (an id; none: from the start), and the offset
+#: after a dot (rows to skip past the position, DRF's ``o``). 18 digits always fit a bigint.
+CURSOR_PATTERN = r"(?P<direction>[np])(?P<position>[0-9]{1,18})?(?:\.(?P<offset>[0-9]{1,4}))?"
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 class InvalidCursor(exceptions.APIException):
@@ -57,15 +64,24 @@ class InvalidCursor(exceptions.APIException):
 class ApiCursorPagination(CursorPagination):
     """Cursor pagination on ``-id``: stable under inserts, O(1) per page at any depth.
 
-    A cursor comes from the client, so it is checked like any input: one DRF cannot decode, or whose
-    position is not a value of the ordering field (a forged one), is a 400 ``invalid_cursor``, never
-    a database error.
+    The cursor is a short token of the grammar ``CURSOR_PATTERN`` instead of DRF's base64 query
+    string, so that the schema can state exactly which cursors the API takes: every string the
+    pattern matches is one (a made-up one is only a page that starts at some id of the caller's own
+    tenant), anything else is a 400 ``invalid_cursor``, never a database error. DRF's own format
+    could not be stated: its decoder drops stray characters, and which strings decode to a valid
+    position is not a pattern a schema can carry. ``encode_cursor`` and ``decode_cursor`` are the
+    methods DRF's ``CursorPagination`` calls for that; ``Cursor`` and ``replace_query_param`` are
+    what its own versions of them use. The grammar assumes an integer ordering field (``-id``).
     """
 
     ordering = "-id"
     page_size = settings.API_PAGE_SIZE
     page_size_query_param = "limit"
     max_page_size = settings.API_MAX_PAGE_SIZE
+    cursor_query_description = (
+        "Where the page starts: take it from the `next` or `previous` link of the page before. "
+        "A value the pattern does not match is a 400 `invalid_cursor`."
+    )
 
     def get_page_size(self, request):
         raw = request.query_params.get(self.page_size_query_param)
@@ -83,26 +99,31 @@ class ApiCursorPagination(CursorPagination):
         for parameter in parameters:
             if parameter["name"] == self.page_size_query_param:
                 parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+            elif parameter["name"] == self.cursor_query_param:
+                pattern = re.sub(r"\?P<\w+>", "?:", CURSOR_PATTERN)  # no named groups in ECMA-262
+                parameter["schema"].update(pattern=f"^{pattern}$")
         return parameters
 
-    def paginate_queryset(self, queryset, request, view=None):
-        self.paginated_model = queryset.model
-        return super().paginate_queryset(queryset, request, view)
+    def encode_cursor(self, cursor):
+        token = "p" if cursor.reverse else "n"
+        if cursor.position is not None:
+            token += str(cursor.position)
+        if cursor.offset:
+            token += f".{cursor.offset}"
+        return replace_query_param(self.base_url, self.cursor_query_param, token)
 
     def decode_cursor(self, request):
-        try:
-            cursor = super().decode_cursor(request)
-        except exceptions.NotFound as error:  # DRF's answer to an undecodable cursor
-            raise InvalidCursor() from error
-        if cursor is not None and cursor.position is not None:
-            first = self.ordering if isinstance(self.ordering, str) else self.ordering[0]
-            name, meta = first.lstrip("-"), self.paginated_model._meta
-            field = meta.pk if name == "pk" else meta.get_field(name)
-            try:
-                field.clean(cursor.position, None)  # type and range (a bigint stays a bigint)
-            except ValidationError as error:
-                raise InvalidCursor() from error
-        return cursor
+        encoded = request.query_params.get(self.cursor_query_param)
+        if encoded is None:
+            return None
+        match = _CURSOR.fullmatch(encoded)
+        if match is None:
+            raise InvalidCursor()
+        return Cursor(
+            offset=min(int(match["offset"] or 0), self.offset_cutoff),
+            reverse=match["direction"] == "p",
+            position=match["position"],
+        )
 
 
 def api_exception_handler(exc, context):

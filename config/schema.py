@@ -5,7 +5,9 @@ extension point) adds the one error shape as the ``Error`` component and, per op
 ``/api/``, the statuses the platform answers there whatever the view does: 400 (malformed input),
 401 (no or a bad key), 403 (no permission, a quota), 503 (a dependency down, with ``Retry-After``);
 on the tenant API also 429 (a rate window spent, with ``Retry-After``); with a path parameter 404;
-with a body 413 (over ``API_MAX_BODY_BYTES``) and 415. Statuses a view documents itself are kept.
+with a body 413 (over ``API_MAX_BODY_BYTES``) and 415. Statuses a view documents itself are kept;
+an error status it documents with a description only (``OpenApiResponse(description=...)``) gets
+the error shape as its content.
 """
 
 from __future__ import annotations
@@ -64,6 +66,10 @@ def postprocess_error_responses(result, generator, request, public):
             continue
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
+            for status, answer in responses.items():
+                # an error a view documents by its description alone answers in the one shape
+                if status[0] in "45" and "content" not in answer:
+                    answer["content"] = reference
             for status in _statuses(path, method):
                 answer = {"description": _DESCRIPTIONS[status], "content": reference}
                 if status in ("429", "503"):

@@ -7,7 +7,12 @@ request's tenant; the isolation suite (tests/integration/test_isolation.py) prov
 from __future__ import annotations
 
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import PermissionDenied, ValidationError
@@ -39,6 +44,9 @@ from tenants.serializers import (
 )
 
 ID_PATTERN = r"[0-9]{1,18}"
+#: Error answers an operation gives beyond the ones every operation may (config/schema.py fills
+#: in the error shape).
+LAST_OWNER = OpenApiResponse(description="last_owner: a tenant keeps at least one owner.")
 
 
 class TenantView(GenericAPIView):
@@ -57,9 +65,9 @@ class TenantView(GenericAPIView):
         serializer = TenantUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         tenant = Tenant.objects.select_related("plan").get(pk=request.tenant.pk)
-        return self._answer(
-            services.tenant_update(tenant=tenant, name=serializer.validated_data["name"])
-        )
+        if "name" in serializer.validated_data:
+            tenant = services.tenant_update(tenant=tenant, name=serializer.validated_data["name"])
+        return self._answer(tenant)
 
 
 class UsageView(GenericAPIView):
@@ -104,16 +112,22 @@ class MemberViewSet(
             return Membership.all_tenants.none()
         return Membership.objects.select_related("user")
 
-    @extend_schema(request=MembershipUpdateSerializer, responses=MembershipSerializer)
+    @extend_schema(
+        request=MembershipUpdateSerializer, responses={200: MembershipSerializer, 409: LAST_OWNER}
+    )
     def partial_update(self, request, pk=None):
         membership = self.get_object()
         serializer = MembershipUpdateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        _require_owner_for(request, membership.role, serializer.validated_data["role"])
-        membership = services.membership_change_role(
-            membership=membership, role=serializer.validated_data["role"]
-        )
+        if "role" in serializer.validated_data:
+            role = serializer.validated_data["role"]
+            _require_owner_for(request, membership.role, role)
+            membership = services.membership_change_role(membership=membership, role=role)
         return Response(MembershipSerializer(membership).data)
+
+    @extend_schema(responses={204: None, 409: LAST_OWNER})
+    def destroy(self, request, *args, **kwargs):
+        return super().destroy(request, *args, **kwargs)
 
     def perform_destroy(self, membership: Membership) -> None:
         _require_owner_for(self.request, membership.role)
@@ -133,11 +147,12 @@ def _filter_by_status(queryset, wanted: str | None):
     return queryset.filter(status=wanted)
 
 
-@extend_schema(
-    parameters=[
-        OpenApiParameter("status", enum=INVITATION_STATUSES, required=False, location="query")
-    ],
-    methods=["GET"],
+@extend_schema_view(
+    list=extend_schema(
+        parameters=[
+            OpenApiParameter("status", enum=INVITATION_STATUSES, required=False, location="query")
+        ]
+    )
 )
 class InvitationViewSet(
     mixins.ListModelMixin,
@@ -158,7 +173,16 @@ class InvitationViewSet(
             return _filter_by_status(queryset, self.request.query_params.get("status"))
         return queryset
 
-    @extend_schema(request=InvitationCreateSerializer, responses={201: InvitationCreatedSerializer})
+    @extend_schema(
+        request=InvitationCreateSerializer,
+        responses={
+            201: InvitationCreatedSerializer,
+            409: OpenApiResponse(
+                description="already_member: a member has that email; "
+                "too_many_open_invitations: INVITATIONS_MAX_OPEN are open."
+            ),
+        },
+    )
     def create(self, request):
         serializer = InvitationCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -172,7 +196,13 @@ class InvitationViewSet(
         body = {**InvitationSerializer(issued.invitation).data, "token": issued.token}
         return Response(body, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=None, responses=InvitationSerializer)
+    @extend_schema(
+        request=None,
+        responses={
+            200: InvitationSerializer,
+            409: OpenApiResponse(description="invitation_not_open: accepted or revoked already."),
+        },
+    )
     @action(detail=True, methods=["post"])
     def revoke(self, request, pk=None):
         invitation = services.invitation_revoke(invitation=self.get_object())
@@ -180,7 +210,11 @@ class InvitationViewSet(
 
     @extend_schema(
         request=InvitationAcceptSerializer,
-        responses=InvitationAcceptedSerializer,
+        responses={
+            200: InvitationAcceptedSerializer,
+            404: OpenApiResponse(description="invitation_not_found: no open invitation matches."),
+            409: OpenApiResponse(description="already_member: the user is a member already."),
+        },
         description="Accept an invitation as the signed-in user it was sent to (session sign-in, "
         "without X-Tenant; not with an API key). Unknown, expired, revoked, accepted, or sent to "
         "another email: the same 404 invitation_not_found.",

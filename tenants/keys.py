@@ -20,7 +20,8 @@ from dataclasses import dataclass
 KEY_PREFIX = "ils_"
 _KEY_PATTERN = re.compile(r"^ils_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 INVITATION_TOKEN_PREFIX = "ilsinv_"  # noqa: S105 (a format marker, not a secret)
-_INVITATION_TOKEN_PATTERN = re.compile(r"^ilsinv_[A-Za-z0-9_-]{43}$")
+INVITATION_TOKEN_PATTERN = rf"^{INVITATION_TOKEN_PREFIX}[A-Za-z0-9_-]{{43}}$"
+_INVITATION_TOKEN_RE = re.compile(INVITATION_TOKEN_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -55,4 +56,4 @@ def generate_invitation_token() -> str:
 
 
 def is_invitation_token(raw: str) -> bool:
-    return bool(_INVITATION_TOKEN_PATTERN.match(raw))
+    return bool(_INVITATION_TOKEN_RE.match(raw))

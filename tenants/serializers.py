@@ -1,10 +1,38 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.core.validators import RegexValidator
 from django.utils import timezone
 from rest_framework import serializers
 
+from tenants.keys import INVITATION_TOKEN_PATTERN
 from tenants.limits.registry import LIMIT_NAMES
 from tenants.models import ApiKey, Invitation, Membership, Plan, Tenant
+
+#: A one-line name: no leading or trailing whitespace, no line break or NUL inside. The schema
+#: shows this pattern (drf-spectacular reads the validator) and the server checks the same one.
+ONE_LINE_TEXT = r"^[^\s\x00](?:[^\n\x00]*[^\s\x00])?$"
+
+
+class OneLineText(serializers.CharField):
+    """A name as the schema states it: a JSON string (a number is refused, not turned into text)
+    matching ``ONE_LINE_TEXT``. Not trimmed: what the schema accepts is what is stored."""
+
+    default_error_messages = {"not_a_string": "Must be a string."}
+
+    def __init__(self, **kwargs):
+        super().__init__(trim_whitespace=False, **kwargs)
+        self.validators.append(
+            RegexValidator(
+                ONE_LINE_TEXT, "Use one line of text without leading or trailing spaces."
+            )
+        )
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("not_a_string")
+        return super().to_internal_value(data)
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -31,7 +59,9 @@ class TenantSerializer(serializers.ModelSerializer):
 
 
 class TenantUpdateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=200, allow_blank=False, trim_whitespace=True)
+    """``PATCH /api/v1/tenant/``: every field is optional; ``{}`` changes nothing."""
+
+    name = OneLineText(max_length=200, required=False)
 
 
 class MembershipSerializer(serializers.ModelSerializer):
@@ -100,7 +130,9 @@ class InvitationCreatedSerializer(InvitationSerializer):
 
 
 class InvitationAcceptSerializer(serializers.Serializer):
-    token = serializers.CharField(max_length=100, trim_whitespace=True)
+    token = serializers.RegexField(
+        INVITATION_TOKEN_PATTERN, help_text="The token from the invitation, as it was sent."
+    )
 
 
 class InvitationAcceptedSerializer(serializers.Serializer):
@@ -111,7 +143,9 @@ class InvitationAcceptedSerializer(serializers.Serializer):
 
 
 class MembershipUpdateSerializer(serializers.Serializer):
-    role = serializers.ChoiceField(choices=Membership.Role.choices)
+    """``PATCH /api/v1/members/<id>/``: every field is optional; ``{}`` changes nothing."""
+
+    role = serializers.ChoiceField(choices=Membership.Role.choices, required=False)
 
 
 class ApiKeySerializer(serializers.ModelSerializer):
@@ -136,16 +170,25 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
 #: Far above any plan's budget: a larger number is a typo, not a rate.
 MAX_KEY_REQUESTS_PER_MINUTE = 10_000_000
+#: Ten years: the longest lifetime a key can be given (longer: leave it empty, never expires).
+MAX_KEY_DAYS = 3650
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100, trim_whitespace=True)
+    name = OneLineText(max_length=100)
     scopes = serializers.ListField(
         child=serializers.ChoiceField(choices=ApiKey.Scope.choices),
         allow_empty=False,
         default=[ApiKey.Scope.READ, ApiKey.Scope.WRITE],
     )
-    expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
+    expires_in_days = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=1,
+        max_value=MAX_KEY_DAYS,
+        help_text="The key expires this many days from now. Empty: never.",
+    )
     requests_per_minute = serializers.IntegerField(
         required=False,
         allow_null=True,
@@ -155,10 +198,17 @@ class ApiKeyCreateSerializer(serializers.Serializer):
         help_text="The key's own per-minute budget, within the tenant's. Empty: the tenant's.",
     )
 
-    def validate_expires_at(self, value):
-        if value is not None and value <= timezone.now():
-            raise serializers.ValidationError("Must be in the future.")
-        return value
+    def validate(self, attrs):
+        """A lifetime, not a moment: every value the schema allows is a valid one (a moment in
+        the past is not one the schema could rule out). An ``expires_at`` sent anyway is refused,
+        not ignored: dropping it would make a key that never expires."""
+        if "expires_at" in self.initial_data:
+            raise serializers.ValidationError(
+                {"expires_at": ["Not accepted here; send expires_in_days."]}
+            )
+        days = attrs.pop("expires_in_days", None)
+        attrs["expires_at"] = timezone.now() + timedelta(days=days) if days else None
+        return attrs
 
 
 class ApiKeyCreatedSerializer(ApiKeySerializer):

@@ -304,7 +304,8 @@ def _failure(client: APIClient, token: str) -> tuple[int, dict]:
 
 
 def test_every_failed_acceptance_gives_the_same_answer(tenant, writer):
-    """Unknown, malformed, revoked, expired, accepted, someone else's, a suspended tenant."""
+    """Unknown, revoked, expired, accepted, someone else's, a suspended tenant. (A string that is
+    not shaped like a token at all is a 400 with the shape, which says nothing either.)"""
     user = UserFactory(username="bob")
     client = signed_in(user)
     tokens = {}
@@ -328,7 +329,6 @@ def test_every_failed_acceptance_gives_the_same_answer(tenant, writer):
 
     answers = {
         "unknown": _failure(client, "ilsinv_" + "A" * 43),
-        "malformed": _failure(client, "not a token"),
         "revoked": _failure(client, tokens["revoked"]["token"]),
         "expired": _failure(client, tokens["expired"]["token"]),
         "accepted": _failure(client, tokens["accepted"]["token"]),
@@ -354,7 +354,16 @@ def test_only_a_signed_in_user_accepts(tenant, writer):
     assert Invitation.all_tenants.get().status == "pending"
 
 
-@pytest.mark.parametrize("payload", [{}, {"token": ""}, {"token": ["x"]}, {"token": "x" * 101}])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {},
+        {"token": ""},
+        {"token": ["x"]},
+        {"token": "not a token"},
+        {"token": "ilsinv_" + "x" * 44},
+    ],
+)
 def test_a_malformed_accept_body_is_invalid(payload):
     client = signed_in(UserFactory())
 

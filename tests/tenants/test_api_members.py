@@ -243,3 +243,12 @@ def test_an_owner_may_step_down_while_another_owner_remains(tenant, owner):
 
     assert response.status_code == 200, response.content
     assert members_of(tenant) == {"olivia": MEMBER, "oscar": OWNER}
+
+
+def test_patch_with_nothing_to_change_changes_nothing(tenant, owner, writer):
+    """PATCH is partial: ``{}`` is no change (and needs no owner, even on an owner's row)."""
+    response = writer.patch(detail_url(owner), {}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert response.json()["role"] == OWNER
+    assert members_of(tenant) == {"olivia": OWNER}
