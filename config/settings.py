@@ -56,6 +56,7 @@ INSTALLED_APPS = [
     "config",
     "tenants",
     "degradation",
+    "queues",
     "waffle",
 ]
 
@@ -261,6 +262,40 @@ INVITATIONS_MAX_OPEN = max(1, env.int("INVITATIONS_MAX_OPEN", default=100))
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"  # the API only; the admin is never cross-origin
 CORS_ALLOW_CREDENTIALS = False  # API keys travel in Authorization, not in cookies
+
+# --- Jobs: Celery behind the job table (queues/, docs/JOBS.md) -------------------------------
+# Empty (embedded mode): no broker; a job runs in the web process right after its transaction
+# commits. Set: a Redis (or amqp://) URL of its own, never the cache's (an evicting cache must
+# never hold broker keys).
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")
+JOB_QUEUES = ["default", "email", "reports", "exports", "webhooks", "cleanup"]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+# Late acks and one message at a time: a worker holds only what it runs. A lost worker's job is
+# rescued from its row (JOB_LEASE_SECONDS), not redelivered by the broker, so a job that kills its
+# worker cannot loop: the broker must not redeliver it as well.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A publish to a broker that is down gives up after this long (the job waits in the table).
+CELERY_BROKER_CONNECTION_TIMEOUT = env.float("CELERY_BROKER_CONNECTION_TIMEOUT", default=2.0)
+# Redis transport: an unacked message is delivered again after this long. We schedule nothing on
+# the broker (delays live in Job.run_at), and queues.E001 keeps it above JOB_LEASE_SECONDS.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    "socket_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+}
+# A running job's lease: renewed every third of it while the job runs; expired, the job is rescued.
+JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=60)
+# Rescues (lost workers) a job survives; one more and it is dead, with the reason.
+JOB_MAX_RESCUES = env.int("JOB_MAX_RESCUES", default=3)
+# A due job published this long ago and still unclaimed is published again (a lost message).
+JOB_REPUBLISH_SECONDS = env.int("JOB_REPUBLISH_SECONDS", default=60)
+# diagnostics.echo / .sleep / .fail: on in embedded mode, off by default with a broker.
+JOBS_DIAGNOSTIC_KINDS = env.bool("JOBS_DIAGNOSTIC_KINDS", default=not CELERY_BROKER_URL)
 
 # --- API ------------------------------------------------------------------------------------
 # Input limits, set on purpose (docs/CONFIGURATION.md): a larger body is a 413 before it is read,

@@ -16,6 +16,7 @@ urlpatterns = [
     path("health/ready", health.ready, name="health-ready"),
     path("api/v1/", include("tenants.urls")),
     path("api/v1/flags/", ActiveFlagsView.as_view(), name="flags-active"),
+    path("api/v1/", include("queues.urls")),
     path("api/degradation/", include("degradation.urls")),
     path("api/ops/replicas", ops.ReplicasView.as_view(), name="ops-replicas"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),

@@ -10,10 +10,12 @@ from tenants import services
 from tenants.models import Membership, Plan, Tenant
 
 PLAN_LIMITS = {
-    "free": dict(requests_per_minute=60, max_members=3, max_api_keys=2),
-    "starter": dict(requests_per_minute=300, max_members=10, max_api_keys=5),
-    "pro": dict(requests_per_minute=1200, max_members=50, max_api_keys=25),
-    "enterprise": dict(requests_per_minute=6000, max_members=None, max_api_keys=100),
+    "free": dict(requests_per_minute=60, max_members=3, max_api_keys=2, jobs_in_flight=2),
+    "starter": dict(requests_per_minute=300, max_members=10, max_api_keys=5, jobs_in_flight=5),
+    "pro": dict(requests_per_minute=1200, max_members=50, max_api_keys=25, jobs_in_flight=10),
+    "enterprise": dict(
+        requests_per_minute=6000, max_members=None, max_api_keys=100, jobs_in_flight=25
+    ),
 }
 
 

@@ -34,7 +34,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.db import transaction
 from django.db.models import F, Value
@@ -44,6 +44,7 @@ from django.utils import timezone
 
 from tenants.exceptions import FileTooLarge, QuotaExceeded
 from tenants.limits.registry import COUNTERS, MAX_FILE_BYTES, STORAGE_BYTES
+from tenants.limits.registry import resource as registry_resource
 from tenants.limits.state import THRESHOLDS, note_usage
 from tenants.models import Tenant, TenantUsage
 
@@ -95,6 +96,16 @@ def counter_used(tenant_id: int, resource: str, period: str) -> int:
     return _counter(tenant_id, resource, period).values_list("used", flat=True).first() or 0
 
 
+def next_period_start(period: str | None, moment: datetime) -> datetime | None:
+    """When a counter of ``period`` ("day", "month", ``None``) next starts from zero (UTC)."""
+    if period is None:
+        return None
+    start = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        return start + timedelta(days=1)
+    return (start.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
 def _check_amount(amount: int) -> None:
     if isinstance(amount, bool) or not isinstance(amount, int) or amount < 0:
         raise ValueError(f"A quota amount is a non-negative integer, not {amount!r}.")
@@ -105,10 +116,10 @@ def exceeded_error(
 ) -> QuotaExceeded:
     """The error of a refused request: 403 ``quota_exceeded`` (413 for a file's size)."""
     error = FileTooLarge if resource == MAX_FILE_BYTES else QuotaExceeded
-    return error(
-        f"The {tenant.plan.name} plan allows {limit} ({resource}).",
-        details={"resource": resource, "limit": limit, "used": used, "requested": requested},
-    )
+    details = {"resource": resource, "limit": limit, "used": used, "requested": requested}
+    if resets := next_period_start(registry_resource(resource).period, timezone.now()):
+        details["resets_at"] = resets.isoformat().replace("+00:00", "Z")
+    return error(f"The {tenant.plan.name} plan allows {limit} ({resource}).", details=details)
 
 
 def quota_check(*, tenant: Tenant, resource: str, used: int, requested: int = 1) -> None:

@@ -11,7 +11,9 @@ Kinds:
 * ``ROWS``: counted from the tenant's rows under the tenant's row lock (``tenants.services``);
 * ``COUNTER``: a ``TenantUsage`` row per period, reserved with one conditional UPDATE
   (``tenants.limits.quotas``), or counted live in the counter store first (API calls);
-* ``PER_ITEM``: a bound on one item (a file's size): checked, nothing is counted.
+* ``PER_ITEM``: a bound on one item (a file's size): checked, nothing is counted;
+* ``CONCURRENT``: how many at once, counted live from the rows that are in progress (jobs handed
+  to the broker or running: ``queues.dispatcher``); more wait, nothing is refused.
 
 ``None`` as a limit means unlimited everywhere.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RATE, ROWS, COUNTER, PER_ITEM = "rate", "rows", "counter", "per_item"
+RATE, ROWS, COUNTER, PER_ITEM, CONCURRENT = "rate", "rows", "counter", "per_item", "concurrent"
 
 #: The largest limit a plan or an override may set. Not a business rule (typos such as an extra
 #: zero are not its concern): it refuses overflow-ish nonsense. It fits ``PositiveBigIntegerField``
@@ -58,6 +60,7 @@ MAX_API_KEYS = "max_api_keys"
 STORAGE_BYTES = "storage_bytes"
 MAX_FILE_BYTES = "max_file_bytes"
 JOBS_PER_DAY = "jobs_per_day"
+JOBS_IN_FLIGHT = "jobs_in_flight"
 API_CALLS_PER_MONTH = "api_calls_per_month"
 
 RESOURCES: tuple[Resource, ...] = (
@@ -70,6 +73,10 @@ RESOURCES: tuple[Resource, ...] = (
     Resource(STORAGE_BYTES, "Stored bytes", "bytes", COUNTER, None, "Stored file bytes."),
     Resource(MAX_FILE_BYTES, "Bytes per file", "bytes", PER_ITEM, None, "Bytes of a single file."),
     Resource(JOBS_PER_DAY, "Jobs today", "jobs", COUNTER, "day", "Background jobs per day."),
+    Resource(
+        JOBS_IN_FLIGHT, "Jobs in flight", "jobs", CONCURRENT, None,
+        "Jobs handed to workers at once (the tenant's share of them); more wait their turn.",
+    ),
     Resource(
         API_CALLS_PER_MONTH, "API calls this month", "calls", COUNTER, "month",
         "API calls per calendar month.",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from django.utils import timezone
 
 from tenants.context import tenant_scope
 from tenants.limits import api_calls, quotas
+from tenants.limits.quotas import next_period_start
 from tenants.limits.registry import (
     API_CALLS_PER_MONTH,
     COUNTER,
@@ -45,16 +46,6 @@ class QuotaLine:
         if self.limit is None or self.used is None:
             return None
         return 100 if self.limit == 0 else self.used * 100 // self.limit
-
-
-def next_period_start(period: str | None, moment: datetime) -> datetime | None:
-    """When a counter of ``period`` ("day", "month", ``None``) next starts from zero (UTC)."""
-    if period is None:
-        return None
-    start = moment.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "day":
-        return start + timedelta(days=1)
-    return (start.replace(day=1) + timedelta(days=32)).replace(day=1)
 
 
 def quota_report(tenant: Tenant, *, now: datetime | None = None) -> list[QuotaLine]:

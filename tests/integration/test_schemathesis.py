@@ -39,14 +39,14 @@ import urllib.request
 from contextlib import ExitStack
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from urllib.parse import quote
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 
-from scripts.services import free_port, wait_for_port
+from scripts.services import free_port, redis_server, wait_for_port
 from tenants.models import ApiKey
 from tests.factories import MembershipFactory, TenantFactory, issue_key, plan
+from tests.live import live_database_url, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -60,7 +60,12 @@ HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "tra
 #: (how many requests a phase sends is not a contract), and keys never run out. ``max_members``
 #: stays the plan's: members join only by accepting an invitation, which takes a signed-in
 #: invitee (not a key), so the run cannot fill it by chance.
-OVERRIDES = {"requests_per_minute": 10**9, "api_calls_per_month": None, "max_api_keys": None}
+OVERRIDES = {
+    "requests_per_minute": 10**9,
+    "api_calls_per_month": None,
+    "max_api_keys": None,
+    "jobs_per_day": None,
+}
 TENANTS = ("tenant-a", "tenant-b")  # the first is the run's identity, the second its peer
 
 pytestmark = [
@@ -70,22 +75,18 @@ pytestmark = [
 ]
 
 
-def _database_url() -> str:
-    """This test's database (not the one DATABASE_URL names), so the server sees its rows."""
-    settings = connection.settings_dict
-    user = quote(settings["USER"] or "", safe="")
-    password = f":{quote(settings['PASSWORD'], safe='')}" if settings["PASSWORD"] else ""
-    host = settings["HOST"] or "127.0.0.1"
-    port = f":{settings['PORT']}" if settings["PORT"] else ""
-    return f"postgres://{user}{password}@{host}{port}/{quote(settings['NAME'], safe='')}"
-
-
 def _serve(stack: ExitStack, log: Path) -> str:
-    """The Procfile's gunicorn on a spare port, its log in ``log``; stopped when ``stack`` closes."""
+    """The Procfile's gunicorn on a spare port, its log in ``log``; stopped when ``stack`` closes.
+
+    In full mode for jobs: a throwaway broker and no worker, so a job the run creates (a
+    ``diagnostics.sleep`` of ten minutes among them) waits in the table instead of running inside
+    the request, as it would in embedded mode."""
     port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "CELERY_BROKER_URL": stack.enter_context(redis_server()),
+        "JOBS_DIAGNOSTIC_KINDS": "true",
+        "DATABASE_URL": live_database_url(),
         "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
         "DJANGO_DEBUG": "false",
         "GUNICORN_ACCESS_LOG": "",
@@ -112,15 +113,7 @@ def _serve(stack: ExitStack, log: Path) -> str:
         stderr=stderr,
     )
 
-    def stop() -> None:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    stack.callback(stop)
+    stack.callback(stop_process, process)
     wait_for_port(port, timeout=30)
     return f"http://127.0.0.1:{port}"
 

@@ -6,11 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from config.api import api_exception_handler
 from tenants.exceptions import FileTooLarge, QuotaExceeded
 from tenants.limits import API_CALLS_PER_MONTH, JOBS_PER_DAY, MAX_FILE_BYTES, STORAGE_BYTES
 from tenants.limits.quotas import (
+    next_period_start,
     period_key,
     quota_reconcile,
     quota_release,
@@ -59,7 +61,9 @@ def test_reservations_count_up_to_the_limit_and_no_further(tenant):
     error = raised.value
     assert not isinstance(error, FileTooLarge)
     assert error.status_code == 403
+    resets_at = error.details.pop("resets_at")
     assert error.details == {"resource": "jobs_per_day", "limit": 10, "used": 10, "requested": 1}
+    assert resets_at == next_period_start("day", timezone.now()).isoformat().replace("+00:00", "Z")
 
 
 def test_a_reservation_larger_than_what_is_left_takes_nothing(tenant):
@@ -93,6 +97,7 @@ def test_quota_exceeded_renders_in_the_error_shape(tenant):
         "limit": 10,
         "used": 10,
         "requested": 2,
+        "resets_at": next_period_start("day", timezone.now()).isoformat().replace("+00:00", "Z"),
     }
 
 

@@ -7,6 +7,7 @@ from django.apps import apps
 from django.db import connection, models
 from django.test.utils import isolate_apps
 
+from queues.models import Job
 from tenants import checks
 from tenants.context import tenant_scope
 from tenants.exceptions import CrossTenantReference, TenantScopeMissing
@@ -192,11 +193,14 @@ def test_tenant_and_id_unique_constraint_exists_in_the_database(model):
 
 @pytest.mark.parametrize("model", SCOPED_MODELS, ids=lambda m: m._meta.label)
 def test_indexes_lead_with_the_tenant(model):
-    """Indexes lead with tenant_id, except the documented lookups made before the tenant is known:
-    an API key by prefix, an invitation by its token's hash."""
+    """Indexes lead with tenant_id, except the documented lookups made before the tenant is known
+    (an API key by prefix, an invitation by its token's hash) and the job dispatcher's and
+    rescuer's scans across tenants (partial indexes of unfinished jobs)."""
     exceptions = {
         (ApiKey, "tenants_apikey_prefix_idx"),
         (Invitation, "tenants_invitation_token_idx"),
+        (Job, "queues_job_due_idx"),
+        (Job, "queues_job_lease_idx"),
     }
     for index in model._meta.indexes:
         if (model, index.name) in exceptions:

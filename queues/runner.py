@@ -1,0 +1,155 @@
+"""Running one job: claim its row, run its handler in its tenant's scope, record the outcome.
+
+Invariants are ``queues.models``'s: nothing runs without a claim (one conditional UPDATE), the
+lease is renewed while the handler runs, and the outcome is written only by the claim's holder
+(``worker`` and ``status=running`` in every WHERE), so a worker that lost its lease cannot
+overwrite what the job's rescuer did. The handler and the success mark share one transaction:
+the handler's own database writes commit exactly when the job is marked succeeded, or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from contextlib import contextmanager
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from queues.dispatcher import dispatch_tenant
+from queues.exceptions import UnknownJobKind
+from queues.kinds import JobContext, JobKind, get_kind
+from queues.models import Job
+from queues.publisher import broker_configured
+from tenants.context import tenant_scope
+
+logger = logging.getLogger(__name__)
+
+#: Enough of an error to act on; the full traceback is in the worker's log.
+MAX_ERROR_CHARS = 4000
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.JOB_LEASE_SECONDS)
+
+
+def claim(job_id: int, worker: str) -> bool:
+    """Take the job if it is waiting and due: ONE conditional UPDATE, so at most one claimant."""
+    now = timezone.now()
+    return bool(
+        Job.all_tenants.filter(pk=job_id, status__in=Job.WAITING, run_at__lte=now).update(
+            status=Job.Status.RUNNING,
+            worker=worker,
+            lease_until=now + _lease(),
+            attempts=F("attempts") + 1,
+            started_at=now,
+        )
+    )
+
+
+def _held(job_id: int, worker: str):
+    return Job.all_tenants.filter(pk=job_id, status=Job.Status.RUNNING, worker=worker)
+
+
+@contextmanager
+def _lease_renewed(job_id: int, worker: str):
+    """Renew the lease every third of its length while the block runs (own thread, own
+    connection)."""
+    stop = threading.Event()
+
+    def renew() -> None:
+        try:
+            while not stop.wait(settings.JOB_LEASE_SECONDS / 3):
+                _held(job_id, worker).update(lease_until=timezone.now() + _lease())
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=renew, name=f"lease-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def _error_text(error: BaseException) -> str:
+    return "".join(traceback.format_exception_only(error)).strip()[:MAX_ERROR_CHARS]
+
+
+def _record_failure(job: Job, kind: JobKind, worker: str, error: BaseException) -> str:
+    now = timezone.now()
+    if kind.retry.retries(error) and job.attempts < job.max_attempts:
+        status, run_at = (
+            Job.Status.SCHEDULED,
+            now + timedelta(seconds=kind.retry.delay(job.attempts)),
+        )
+    else:
+        status = Job.Status.DEAD if kind.retry.retries(error) else Job.Status.FAILED
+        run_at = job.run_at
+    written = _held(job.pk, worker).update(
+        status=status,
+        run_at=run_at,
+        last_error=_error_text(error),
+        lease_until=None,
+        published_at=None,
+        finished_at=None if status == Job.Status.SCHEDULED else now,
+    )
+    return status if written else "lost"
+
+
+class LeaseLost(RuntimeError):
+    """The claim passed to another run while this one ran: roll this run's writes back."""
+
+
+def run_job(job_id: int, *, worker: str) -> str:
+    """Run the job if this call can claim it; returns the outcome (a status, or ``skipped``).
+
+    With a broker, a job that ends (one way or another) frees a slot of its tenant's share, which
+    is filled at once (``dispatcher.dispatch_tenant``) rather than at the next dispatcher round.
+    """
+    outcome = _run(job_id, worker)
+    if outcome != "skipped" and broker_configured():
+        tenant_id = Job.all_tenants.values_list("tenant_id", flat=True).get(pk=job_id)
+        dispatch_tenant(tenant_id)
+    return outcome
+
+
+def _run(job_id: int, worker: str) -> str:
+    if not claim(job_id, worker):
+        return "skipped"  # running elsewhere, finished, cancelled, not due, or no such row
+    job = Job.all_tenants.select_related("tenant").get(pk=job_id)
+    try:
+        kind = get_kind(job.kind)
+    except UnknownJobKind as error:  # a kind removed from the code since the job was made
+        _held(job_id, worker).update(
+            status=Job.Status.FAILED, last_error=_error_text(error), finished_at=timezone.now()
+        )
+        return Job.Status.FAILED
+    context = JobContext(job_id=job.pk, attempt=job.attempts, tenant_id=job.tenant_id)
+    with _lease_renewed(job_id, worker), tenant_scope(job.tenant):
+        try:
+            with transaction.atomic():
+                result = kind.handler(job.payload, context)
+                done = _held(job_id, worker).update(
+                    status=Job.Status.SUCCEEDED,
+                    result=result,
+                    lease_until=None,
+                    finished_at=timezone.now(),
+                    last_error="",
+                )
+                if not done:  # the lease was lost and the job rescued: its run is the one
+                    raise LeaseLost(job_id)
+        except LeaseLost:
+            logger.warning("Job %s lost its lease while running; its result is dropped", job_id)
+            return "lost"
+        except Exception as error:
+            logger.warning(
+                "Job %s (%s) attempt %s failed", job_id, job.kind, job.attempts, exc_info=True
+            )
+            return _record_failure(job, kind, worker, error)
+    return Job.Status.SUCCEEDED
