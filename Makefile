@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test bench lint format install clean
+.PHONY: run test bench bench-jobs lint format install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -28,6 +28,9 @@ test: install
 
 bench: install
 	$(PY) -m scripts.services run -- $(PY) bench/ceiling.py
+
+bench-jobs: install
+	$(PY) -m scripts.services run -- $(PY) bench/jobs.py
 
 lint: install
 	$(VENV)/bin/ruff check .

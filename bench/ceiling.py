@@ -106,6 +106,7 @@ BENCH = ROOT / "bench"
 LUA_SCRIPT = BENCH / "ceiling_wrk.lua"
 sys.path.insert(0, str(ROOT))
 
+from bench.report import table_line, total_memory_gib  # noqa: E402
 from scripts.services import free_port  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -497,10 +498,6 @@ COLUMNS = (
 )
 
 
-def _table_line(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
 def round_cells(label: str, result: Round) -> list[str]:
     wrk = result.wrk
     return [
@@ -548,11 +545,11 @@ def pooled_cells(target: Target) -> list[str]:
 
 def print_target(target: Target) -> None:
     print(f"\n### {target.name}: GET {target.path}\n")
-    print(_table_line(list(COLUMNS)))
-    print(_table_line(["---"] * len(COLUMNS)))
+    print(table_line(list(COLUMNS)))
+    print(table_line(["---"] * len(COLUMNS)))
     for number, result in enumerate(target.rounds, 1):
-        print(_table_line(round_cells(str(number), result)))
-    print(_table_line(pooled_cells(target)))
+        print(table_line(round_cells(str(number), result)))
+    print(table_line(pooled_cells(target)))
 
 
 def command_breakdown(target: Target) -> str:
@@ -570,14 +567,6 @@ def command_breakdown(target: Target) -> str:
 
 def median_rps(target: Target) -> float:
     return statistics.median(r.wrk.requests_per_second for r in target.rounds)
-
-
-def total_memory_gib() -> float:
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024**2
-    return float("nan")
 
 
 def describe(args: argparse.Namespace, wrk: str, probes_info: str) -> str:

@@ -61,6 +61,7 @@ from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 
+from bench.report import total_memory_gib  # noqa: E402
 from scripts.services import free_port  # noqa: E402
 from tenants import services  # noqa: E402
 from tenants.cache import tenant_cache_invalidate  # noqa: E402
@@ -148,14 +149,6 @@ def setup() -> tuple[Tenant, str]:
         for old in ApiKey.objects.filter(name=KEY_NAME, revoked_at__isnull=True):
             services.api_key_revoke(api_key=old)
     return tenant, services.api_key_create(tenant=tenant, name=KEY_NAME).secret
-
-
-def total_memory_gib() -> float:
-    with open("/proc/meminfo") as meminfo:
-        for line in meminfo:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) / 1024**2
-    return float("nan")
 
 
 def describe(args: argparse.Namespace) -> str:

@@ -7,7 +7,8 @@ extension point) adds the one error shape as the ``Error`` component and, per op
 on the tenant API also 429 (a rate window spent, with ``Retry-After``); with a path parameter 404;
 with a body 413 (over ``API_MAX_BODY_BYTES``) and 415. Statuses a view documents itself are kept;
 an error status it documents with a description only (``OpenApiResponse(description=...)``) gets
-the error shape as its content.
+the error shape as its content. A polymorphic body (a ``oneOf`` whose branches all require fields,
+as ``POST /api/v1/jobs/``) is marked required, as the server treats it.
 """
 
 from __future__ import annotations
@@ -57,14 +58,33 @@ def _statuses(path: str, method: str) -> list[str]:
     return statuses
 
 
+def _component(schemas: dict, schema: dict) -> dict:
+    ref = schema.get("$ref", "")
+    return schemas.get(ref.rsplit("/", 1)[-1], {}) if ref else schema
+
+
+def _body_required(schemas: dict, body: dict) -> bool:
+    """A body whose schema is a ``oneOf`` of branches that all require fields is required too
+    (drf-spectacular sees required fields of one serializer only, not of a polymorphic one)."""
+    for media in body.get("content", {}).values():
+        branches = _component(schemas, media.get("schema", {})).get("oneOf")
+        if branches and all(_component(schemas, b).get("required") for b in branches):
+            return True
+    return False
+
+
 def postprocess_error_responses(result, generator, request, public):
     """Add the ``Error`` component and each operation's error responses (module docstring)."""
-    result.setdefault("components", {}).setdefault("schemas", {})["Error"] = _ERROR_SCHEMA
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas["Error"] = _ERROR_SCHEMA
     reference = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     for path, operations in result.get("paths", {}).items():
         if not path.startswith("/api/"):
             continue
         for method, operation in operations.items():
+            body = operation.get("requestBody")
+            if body and not body.get("required") and _body_required(schemas, body):
+                body["required"] = True
             responses = operation.setdefault("responses", {})
             for status, answer in responses.items():
                 # an error a view documents by its description alone answers in the one shape

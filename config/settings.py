@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "degradation",
     "queues",
     "waffle",
+    "django_celery_beat",
 ]
 
 MIDDLEWARE = [
@@ -294,6 +295,37 @@ JOB_LEASE_SECONDS = env.int("JOB_LEASE_SECONDS", default=60)
 JOB_MAX_RESCUES = env.int("JOB_MAX_RESCUES", default=3)
 # A due job published this long ago and still unclaimed is published again (a lost message).
 JOB_REPUBLISH_SECONDS = env.int("JOB_REPUBLISH_SECONDS", default=60)
+# Each worker writes its heartbeat this often; one not seen for WORKER_ALIVE_SECONDS is not alive.
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=10.0)
+WORKER_ALIVE_SECONDS = env.float("WORKER_ALIVE_SECONDS", default=30.0)
+# Finished jobs (succeeded, cancelled) are deleted after this many days; failed and dead ones stay.
+JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", default=30)
+# Beat: django-celery-beat's database scheduler behind the single-sender lock (queues/beat.py).
+# Maintenance runs on the cleanup queue, so a busy default queue never delays a rescue.
+JOB_DISPATCH_SECONDS = env.float("JOB_DISPATCH_SECONDS", default=1.0)
+CELERY_BEAT_SCHEDULER = "queues.beat.SingleBeatScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "queues.dispatch": {
+        "task": "queues.dispatch",
+        "schedule": JOB_DISPATCH_SECONDS,
+        "options": {"queue": "cleanup", "expires": max(5.0, JOB_DISPATCH_SECONDS * 5)},
+    },
+    "queues.prune_jobs": {
+        "task": "queues.prune_jobs",
+        "schedule": 3600.0,
+        "options": {"queue": "cleanup"},
+    },
+    "queues.reconcile_jobs_per_day": {
+        "task": "queues.reconcile_jobs_per_day",
+        "schedule": 3600.0,
+        "options": {"queue": "cleanup"},
+    },
+    "tenants.reset_quota_periods": {
+        "task": "tenants.reset_quota_periods",
+        "schedule": 3600.0,
+        "options": {"queue": "cleanup"},
+    },
+}
 # diagnostics.echo / .sleep / .fail: on in embedded mode, off by default with a broker.
 JOBS_DIAGNOSTIC_KINDS = env.bool("JOBS_DIAGNOSTIC_KINDS", default=not CELERY_BROKER_URL)
 

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from config import health, ops
 from config.admin_login import admin_login
 from degradation.api import ActiveFlagsView
+from queues.ops import QueueHealthView, QueueStatsView
 
 handler400 = "config.api.handler400"
 handler403 = "config.api.handler403"
@@ -19,6 +20,8 @@ urlpatterns = [
     path("api/v1/", include("queues.urls")),
     path("api/degradation/", include("degradation.urls")),
     path("api/ops/replicas", ops.ReplicasView.as_view(), name="ops-replicas"),
+    path("api/queues/stats", QueueStatsView.as_view(), name="queues-stats"),
+    path("api/queues/health", QueueHealthView.as_view(), name="queues-health"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
     path(
         "api/docs/",

@@ -9,7 +9,7 @@ class QueuesConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from queues import checks  # noqa: F401  (registers the system checks)
+        from queues import checks, heartbeat  # noqa: F401  (system checks; worker signals)
 
         if settings.JOBS_DIAGNOSTIC_KINDS:
             from queues import diagnostics  # noqa: F401  (registers the diagnostic kinds)

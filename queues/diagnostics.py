@@ -10,7 +10,7 @@ from queues.kinds import JobContext, RetryPolicy, job_kind
 
 
 class EchoPayload(serializers.Serializer):
-    message = serializers.JSONField(required=False, default=None)
+    message = serializers.JSONField(required=False, allow_null=True, default=None)
 
 
 class SleepPayload(serializers.Serializer):

@@ -18,16 +18,9 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from queues.models import Job
-from queues.publisher import broker_configured, publish
+from queues.publisher import broker_configured, publish, unpublished
 from tenants.limits.registry import JOBS_IN_FLIGHT
 from tenants.models import Tenant
-
-
-def _waiting(now) -> Q:
-    """Rows a dispatch may publish: due, and not published recently (or never)."""
-    return Q(status__in=Job.WAITING, run_at__lte=now) & (
-        Q(published_at__isnull=True) | Q(published_at__lt=_stale(now))
-    )
 
 
 def _stale(now):
@@ -84,11 +77,16 @@ def dispatch_due(*, now=None, batch: int = 500, tenant_id: int | None = None) ->
     rest wait in the table. Embedded mode (no broker, one process) runs due jobs in order.
     """
     now = now or timezone.now()
-    waiting = Job.all_tenants.filter(_waiting(now))
+    waiting = Job.all_tenants.filter(unpublished(now))
     if tenant_id is not None:
         waiting = waiting.filter(tenant_id=tenant_id)
     if not broker_configured():
         due = list(waiting.order_by("run_at", "id").values_list("pk", flat=True)[:batch])
+        return publish(due) if due else 0
+    if tenant_id is not None:  # one tenant: its oldest due jobs, up to its room
+        room = _rooms([tenant_id], now).get(tenant_id, 0)
+        limit = batch if room is None else min(room, batch)
+        due = list(waiting.order_by("run_at", "id").values_list("pk", flat=True)[:limit])
         return publish(due) if due else 0
     tenant_ids = list(waiting.order_by().values_list("tenant_id", flat=True).distinct())
     if not tenant_ids:

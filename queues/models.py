@@ -72,19 +72,43 @@ class Job(TenantScopedModel):
         ]
         indexes = [
             models.Index(fields=["tenant", "status", "id"], name="queues_job_tenant_status_idx"),
-            # The dispatcher's and the rescuer's scans run across tenants, so these two cannot
-            # lead with tenant_id; both are partial, so they hold only unfinished rows.
+            # Due jobs in order, per tenant (the dispatcher's rounds and a tenant's refill);
+            # partial: only waiting rows.
             models.Index(
-                fields=["run_at"],
+                fields=["tenant", "run_at"],
                 condition=models.Q(status__in=["queued", "scheduled"]),
                 name="queues_job_due_idx",
             ),
+            # The rescuer's scan runs across tenants, so it cannot lead with tenant_id; partial.
             models.Index(
                 fields=["lease_until"],
                 condition=models.Q(status="running"),
                 name="queues_job_lease_idx",
             ),
+            # The console's last hour and the pruning: finished jobs across tenants by time.
+            models.Index(fields=["finished_at"], name="queues_job_finished_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk} ({self.status})"
+
+
+class Worker(models.Model):
+    """A Celery worker as its heartbeat last told (``queues.heartbeat``): global, not a tenant's.
+
+    Alive while ``last_seen`` is within ``WORKER_ALIVE_SECONDS``; what it runs is in the job table
+    (``Job.worker`` starts with its ``name``).
+    """
+
+    name = models.CharField(max_length=200, unique=True, help_text="Celery's node name.")
+    queues = models.CharField(max_length=500, blank=True)
+    concurrency = models.PositiveIntegerField(default=0)
+    pid = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    last_seen = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -10,8 +10,11 @@ request a connection timeout: while it is open, jobs are not published, only wri
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from kombu.exceptions import KombuError, OperationalError
 
@@ -39,15 +42,20 @@ def publish(job_ids: list[int]) -> int:
         return len(job_ids)
     from queues.tasks import run_job_task
 
-    found = Job.all_tenants.filter(pk__in=job_ids, status__in=Job.WAITING).values_list(
-        "pk", "queue", "tenant_id"
-    )
-    by_id = {job_id: (queue, tenant_id) for job_id, queue, tenant_id in found}
-    sent = []
-    for job_id in (job_id for job_id in job_ids if job_id in by_id):  # in the order given
-        queue, tenant_id = by_id[job_id]
+    with transaction.atomic():  # mark first: a dispatcher running meanwhile skips them
+        targets = {
+            pk: (queue, tenant_id)
+            for pk, queue, tenant_id in Job.all_tenants.select_for_update(skip_locked=True)
+            .filter(unpublished(timezone.now()), pk__in=job_ids)
+            .values_list("pk", "queue", "tenant_id")
+        }
+        Job.all_tenants.filter(pk__in=targets).update(published_at=timezone.now())
+    order = [job_id for job_id in job_ids if job_id in targets]  # in the order given
+    sent = 0
+    for job_id in order:
         try:
             with breaker("broker").calling():
+                queue, tenant_id = targets[job_id]
                 run_job_task.apply_async(
                     args=[job_id], queue=queue, headers={"tenant_id": tenant_id}, retry=False
                 )
@@ -57,7 +65,17 @@ def publish(job_ids: list[int]) -> int:
         except BROKER_ERRORS as error:
             logger.warning("Job %s not published (it waits in the table): %s", job_id, error)
             break  # the broker is down: the rest would fail the same way, after a timeout each
-        sent.append(job_id)
-    if sent:
-        Job.all_tenants.filter(pk__in=sent).update(published_at=timezone.now())
-    return len(sent)
+        sent += 1
+    if unsent := order[sent:]:  # not sent after all: unmark, so the dispatcher sends them
+        Job.all_tenants.filter(pk__in=unsent, status__in=Job.WAITING).update(published_at=None)
+    return sent
+
+
+def unpublished(now) -> Q:
+    """Jobs a publish may send: waiting and due, and not published recently (or never). A job
+    published within ``JOB_REPUBLISH_SECONDS`` is in flight; one published longer ago and still
+    unclaimed lost its message and is sent again."""
+    stale = now - timedelta(seconds=settings.JOB_REPUBLISH_SECONDS)
+    return Q(status__in=Job.WAITING, run_at__lte=now) & (
+        Q(published_at__isnull=True) | Q(published_at__lt=stale)
+    )

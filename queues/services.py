@@ -126,3 +126,15 @@ def job_cancel(*, job: Job) -> Job:
         locked.status, locked.finished_at = Job.Status.CANCELLED, timezone.now()
         locked.save(update_fields=["status", "finished_at"])
     return locked
+
+
+@transaction.atomic
+def job_discard(*, job: Job) -> None:
+    """Delete a failed or dead job (a dead letter staff decided not to retry)."""
+    with tenant_scope(job.tenant):
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.status not in (Job.Status.FAILED, Job.Status.DEAD):
+            raise JobNotRetryable(
+                "Only a failed or dead job can be discarded.", details={"status": locked.status}
+            )
+        locked.delete()

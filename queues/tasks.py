@@ -6,7 +6,7 @@ import os
 
 from celery import shared_task
 
-from queues import dispatcher, runner
+from queues import dispatcher, maintenance, runner
 
 
 @shared_task(name="queues.run_job", bind=True, acks_late=True, ignore_result=True)
@@ -19,3 +19,15 @@ def run_job_task(self, job_id: int) -> str:
 def dispatch_task() -> dict[str, int]:
     """Global (no tenant): rescue expired leases, publish due jobs."""
     return dispatcher.dispatch()
+
+
+@shared_task(name="queues.prune_jobs", ignore_result=True)
+def prune_jobs_task() -> int:
+    """Global: delete finished jobs past their retention."""
+    return maintenance.prune_finished()
+
+
+@shared_task(name="queues.reconcile_jobs_per_day", ignore_result=True)
+def reconcile_jobs_per_day_task() -> dict[int, int]:
+    """Global: bring every tenant's jobs-per-day counter to its job rows."""
+    return maintenance.reconcile_jobs_per_day()

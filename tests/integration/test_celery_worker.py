@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from celery import current_app
+from redis import Redis
 
 from queues import dispatcher, services
 from queues.models import Job
@@ -96,6 +97,7 @@ def full_mode(broker, settings):
     """Jobs go through the broker (not run in this process); a broker breaker that recovers fast."""
     from degradation.breakers import reset_registry
 
+    Redis.from_url(broker.url).flushdb()  # no message of an earlier test is left on it
     settings.CELERY_BROKER_URL = broker.url
     settings.CIRCUIT_BREAKERS = {
         **settings.CIRCUIT_BREAKERS,
@@ -297,3 +299,25 @@ def test_one_tenants_backlog_does_not_starve_another_tenants_jobs(full_mode, tmp
     bound = 10 + 10  # A's share in flight when B came, then one A job per B job at most
     assert a_started_between <= bound, (a_started_between, bound)
     assert Job.all_tenants.filter(tenant=a, status="queued").count() > 9_000  # A's backlog waits
+
+
+def test_the_console_sees_the_broker_depth_and_the_workers_heartbeat(full_mode, tenant, tmp_path):
+    from queues.models import Worker
+    from queues.selectors import queue_stats
+
+    _backlog(tenant, 3)
+    dispatcher.dispatch_due()
+    default = next(q for q in queue_stats().queues if q.name == "default")
+    assert (default.broker_depth, default.queued) == (3, 3)
+    assert queue_stats().health == "degraded"  # no worker alive: the jobs wait
+
+    with worker(full_mode, tmp_path / "worker.log"):
+        _wait_for(lambda: Worker.objects.exists(), "the worker's heartbeat")
+        _wait_for(lambda: not Job.all_tenants.exclude(status="succeeded").exists(), "jobs ran")
+        stats = queue_stats()
+        (seen,) = stats.workers
+        assert seen.alive and seen.name.startswith(f"test-{full_mode.port}@")
+        assert seen.queues == "default,email" and seen.concurrency == 1
+        assert stats.health == "ok" and stats.broker_up
+
+    assert not Worker.objects.exists()  # a worker that stops says so

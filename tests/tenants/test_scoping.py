@@ -194,13 +194,14 @@ def test_tenant_and_id_unique_constraint_exists_in_the_database(model):
 @pytest.mark.parametrize("model", SCOPED_MODELS, ids=lambda m: m._meta.label)
 def test_indexes_lead_with_the_tenant(model):
     """Indexes lead with tenant_id, except the documented lookups made before the tenant is known
-    (an API key by prefix, an invitation by its token's hash) and the job dispatcher's and
-    rescuer's scans across tenants (partial indexes of unfinished jobs)."""
+    (an API key by prefix, an invitation by its token's hash), the job rescuer's scan of running
+    jobs across tenants (a partial index), and the console's and pruner's scan of finished jobs by
+    time."""
     exceptions = {
         (ApiKey, "tenants_apikey_prefix_idx"),
         (Invitation, "tenants_invitation_token_idx"),
-        (Job, "queues_job_due_idx"),
         (Job, "queues_job_lease_idx"),
+        (Job, "queues_job_finished_idx"),
     }
     for index in model._meta.indexes:
         if (model, index.name) in exceptions:

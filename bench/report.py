@@ -1,0 +1,15 @@
+"""What every bench script prints: the machine's size and Markdown table lines."""
+
+from __future__ import annotations
+
+
+def total_memory_gib() -> float:
+    with open("/proc/meminfo") as meminfo:
+        for line in meminfo:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 1024**2
+    return float("nan")
+
+
+def table_line(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
