@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run test bench bench-jobs lint format install clean
+.PHONY: run up test bench bench-jobs lint format install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -22,6 +22,14 @@ run: install
 	$(PY) manage.py ensure_staff_user
 	@echo "Serving on http://127.0.0.1:$(PORT)/  (admin: /admin/, API docs: /api/docs/, ready: /health/ready)"
 	$(PY) manage.py runserver 127.0.0.1:$(PORT) --noreload
+
+# Full mode on one machine: the Procfile's web, workers and beat (honcho) against the services
+# named in .env (DATABASE_URL, REDIS_URL, CELERY_BROKER_URL: see .env.example and docs/JOBS.md).
+up: install
+	@test -f .env || { echo "make up reads .env (DATABASE_URL, REDIS_URL, CELERY_BROKER_URL); copy .env.example"; exit 2; }
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/honcho start -f Procfile -e .env web worker worker-email worker-cleanup beat
 
 test: install
 	$(PY) -m scripts.services run -- $(PY) -m pytest $(PYTEST_ARGS)

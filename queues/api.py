@@ -111,7 +111,9 @@ class JobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         serializer.is_valid(raise_exception=True)
         key = request.headers.get("Idempotency-Key")
         if key is not None and not _IDEMPOTENCY_KEY.match(key):
-            raise ValidationError({"Idempotency-Key": ["1 to 200 printable ASCII characters."]})
+            raise ValidationError(
+                {"Idempotency-Key": ["1 to 200 printable ASCII characters, not starting unique:."]}
+            )
         data = serializer.validated_data
         _public_kind(data["kind"])
         enqueued = services.job_enqueue(

@@ -56,6 +56,8 @@ class JobKind:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     #: Creatable through ``POST /api/v1/jobs/`` (else only from code).
     public: bool = True
+    #: At most this many runs start per second across every worker (``None``: no limit).
+    rate_per_second: int | None = None
 
     def clean_payload(self, payload: dict | None) -> dict:
         """The payload as the handler will get it; raises DRF's ``ValidationError``."""
@@ -76,6 +78,7 @@ def job_kind(
     payload: type[serializers.Serializer] | None = None,
     retry: RetryPolicy | None = None,
     public: bool = True,
+    rate_per_second: int | None = None,
 ) -> Callable:
     """Register the decorated function as the handler of kind ``name``."""
     if queue not in settings.JOB_QUEUES:
@@ -84,7 +87,9 @@ def job_kind(
     def register(handler: Callable) -> Callable:
         if name in _KINDS and _KINDS[name].handler is not handler:
             raise ValueError(f"Job kind {name!r} is registered twice.")
-        _KINDS[name] = JobKind(name, handler, queue, payload, retry or RetryPolicy(), public)
+        _KINDS[name] = JobKind(
+            name, handler, queue, payload, retry or RetryPolicy(), public, rate_per_second
+        )
         return handler
 
     return register

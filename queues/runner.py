@@ -10,15 +10,19 @@ the handler's own database writes commit exactly when the job is marked succeede
 from __future__ import annotations
 
 import logging
+import random
 import threading
+import time
 import traceback
 from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import caches
 from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
+from redis.exceptions import RedisError
 
 from queues.dispatcher import dispatch_tenant
 from queues.exceptions import UnknownJobKind
@@ -102,6 +106,44 @@ def _record_failure(job: Job, kind: JobKind, worker: str, error: BaseException) 
     return status if written else "lost"
 
 
+def current_second() -> int:
+    """The second a kind's rate counts in (the wall clock: every worker's must agree)."""
+    return int(time.time())
+
+
+def _over_kind_rate(kind: JobKind) -> bool:
+    """Whether this run would pass the kind's ``rate_per_second``, counted across every worker in
+    the rate-limit counter store (the ``ratelimit`` cache: one add and one INCR per run of a
+    limited kind, on a key of the current second). A store that is down lets the run through
+    (logged): the limit protects a downstream service, not the job table."""
+    if kind.rate_per_second is None:
+        return False
+    counters = caches[settings.RATELIMIT_USE_CACHE]
+    key = f"jobs:rate:{kind.name}:{current_second()}"
+    try:
+        counters.add(key, 0, timeout=5)
+        return counters.incr(key) > kind.rate_per_second
+    except (RedisError, ValueError) as error:
+        logger.warning("Rate of job kind %s not counted (%s): the run goes ahead", kind.name, error)
+        return False
+
+
+def _give_back(job_id: int, worker: str) -> str:
+    """Undo the claim of a run the kind's rate refused: the job waits for a later second (plus
+    jitter, so the refused runs do not all come back at once), its attempt not counted."""
+    run_at = timezone.now() + timedelta(seconds=1 + random.random())
+    _held(job_id, worker).update(
+        status=Job.Status.SCHEDULED,
+        run_at=run_at,
+        attempts=F("attempts") - 1,
+        worker="",
+        lease_until=None,
+        started_at=None,
+        published_at=None,
+    )
+    return "throttled"
+
+
 class LeaseLost(RuntimeError):
     """The claim passed to another run while this one ran: roll this run's writes back."""
 
@@ -130,6 +172,8 @@ def _run(job_id: int, worker: str) -> str:
             status=Job.Status.FAILED, last_error=_error_text(error), finished_at=timezone.now()
         )
         return Job.Status.FAILED
+    if _over_kind_rate(kind):
+        return _give_back(job_id, worker)
     context = JobContext(job_id=job.pk, attempt=job.attempts, tenant_id=job.tenant_id)
     with _lease_renewed(job_id, worker), tenant_scope(job.tenant):
         try:

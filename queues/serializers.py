@@ -8,8 +8,9 @@ from queues.kinds import JobKind
 from queues.models import Job
 from queues.publisher import broker_configured
 
-#: The ``Idempotency-Key`` header: printable ASCII, as long as the column holds.
-IDEMPOTENCY_KEY_PATTERN = r"^[\x21-\x7e]{1,200}$"
+#: The ``Idempotency-Key`` header: printable ASCII, as long as the column holds; ``unique:`` is
+#: the prefix of the code's unique keys (``job_enqueue(unique_key=...)``).
+IDEMPOTENCY_KEY_PATTERN = r"^(?!unique:)[\x21-\x7e]{1,200}$"
 
 
 class JobSerializer(serializers.ModelSerializer):

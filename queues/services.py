@@ -10,7 +10,7 @@ workers allows, else it waits its turn in the table. It counts against the tenan
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -38,11 +38,23 @@ class Enqueued:
     created: bool
 
 
-def _existing(key: str, kind: str, payload: dict) -> Job | None:
+#: Unique keys become idempotency keys with this prefix (and their window), so the two never meet.
+UNIQUE_PREFIX = "unique:"
+
+
+def _existing(key: str, kind: str, payload: dict, *, same_payload: bool) -> Job | None:
     job = Job.objects.filter(idempotency_key=key).first()
-    if job is not None and (job.kind != kind or job.payload != payload):
+    if job is not None and (job.kind != kind or (same_payload and job.payload != payload)):
         raise IdempotencyConflict(details={"job": job.pk})
     return job
+
+
+def _unique_as_idempotency_key(unique_key: str, window: timedelta) -> str:
+    """The key of ``unique_key``'s current window: windows of ``window`` aligned on the epoch."""
+    seconds = int(window.total_seconds())
+    if seconds < 1:
+        raise ValueError("unique_for must be at least one second.")
+    return f"{UNIQUE_PREFIX}{unique_key}:{int(timezone.now().timestamp()) // seconds}"
 
 
 def job_enqueue(
@@ -52,18 +64,33 @@ def job_enqueue(
     payload: dict | None = None,
     run_at: datetime | None = None,
     idempotency_key: str | None = None,
+    unique_key: str | None = None,
+    unique_for: timedelta | None = None,
 ) -> Enqueued:
     """Make a job of ``kind`` for ``tenant`` (see the module docstring).
 
     The payload is checked by the kind's serializer (400 with field details). With an
-    ``idempotency_key`` the tenant's job made with that key is returned instead of a second one
-    (409 when its kind or payload differ); the unique constraint settles a race between processes.
+    ``idempotency_key`` (the API's header) the tenant's job made with that key is returned instead
+    of a second one (409 when its kind or payload differ). With ``unique_key`` and ``unique_for``
+    (code: "refresh this report at most once an hour") the job made with that key in the current
+    window is returned whatever its payload (a different kind is a 409); windows are aligned on
+    the epoch, so two calls just either side of a boundary make two jobs. Either way the unique
+    constraint on ``(tenant, idempotency_key)`` settles a race between processes.
     """
+    if unique_key is not None:
+        if idempotency_key is not None or unique_for is None:
+            raise ValueError("unique_key takes unique_for, and not an idempotency_key as well.")
+        idempotency_key = _unique_as_idempotency_key(unique_key, unique_for)
+    elif idempotency_key and idempotency_key.startswith(UNIQUE_PREFIX):
+        raise InvalidJobPayload(details={"idempotency_key": [f"Must not start {UNIQUE_PREFIX!r}."]})
+    same_payload = unique_key is None
     job_kind = get_kind(kind)
     clean = _clean(kind, payload)
     delayed = run_at is not None and run_at > timezone.now()
     with tenant_scope(tenant), transaction.atomic():
-        if idempotency_key and (found := _existing(idempotency_key, kind, clean)):
+        if idempotency_key and (
+            found := _existing(idempotency_key, kind, clean, same_payload=same_payload)
+        ):
             return Enqueued(job=found, created=False)
         try:
             with quota_reserve(tenant, JOBS_PER_DAY, 1), transaction.atomic():
@@ -77,7 +104,9 @@ def job_enqueue(
                     **({"run_at": run_at} if run_at else {}),
                 )
         except IntegrityError:
-            found = _existing(idempotency_key, kind, clean) if idempotency_key else None
+            found = None
+            if idempotency_key:
+                found = _existing(idempotency_key, kind, clean, same_payload=same_payload)
             if found is None:
                 raise
             return Enqueued(job=found, created=False)

@@ -321,3 +321,24 @@ def test_the_console_sees_the_broker_depth_and_the_workers_heartbeat(full_mode, 
         assert stats.health == "ok" and stats.broker_up
 
     assert not Worker.objects.exists()  # a worker that stops says so
+
+
+def test_through_the_api_with_the_broker_down_a_job_is_accepted_and_says_it_waits(
+    full_mode, tenant
+):
+    from tests.factories import issue_key, key_client
+
+    client = key_client(issue_key(tenant)[1])
+    full_mode.stop()
+    try:
+        response = client.post("/api/v1/jobs/", {"kind": "diagnostics.echo"}, format="json")
+    finally:
+        full_mode.start()
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert (body["status"], body["waiting_for_broker"]) == ("queued", True)
+    dispatcher.dispatch()  # the broker is back: the dispatcher sends it
+    job = Job.all_tenants.get(pk=body["id"])
+    assert job.published_at is not None
+    assert client.get(f"/api/v1/jobs/{job.pk}/").json()["waiting_for_broker"] is False

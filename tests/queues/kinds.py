@@ -80,3 +80,8 @@ def kill_worker_once(payload: dict, context: JobContext) -> dict:
 @job_kind("tests.kill_worker_always")
 def kill_worker_always(payload: dict, context: JobContext) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+@job_kind("tests.rate_limited", rate_per_second=2)
+def rate_limited(payload: dict, context: JobContext) -> dict:
+    return {"attempt": context.attempt}

@@ -111,7 +111,7 @@ def test_the_same_idempotency_key_gets_the_same_job(tenant, writer):
     assert Job.all_tenants.filter(tenant=tenant).count() == 1
 
 
-@pytest.mark.parametrize("key", ["", "with space", "é", "x" * 201])
+@pytest.mark.parametrize("key", ["", "with space", "é", "x" * 201, "unique:report:1"])
 def test_a_malformed_idempotency_key_is_invalid(writer, key):
     error = assert_error(create(writer, {"kind": "diagnostics.echo"}, key=key), 400, "invalid")
 

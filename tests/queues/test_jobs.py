@@ -33,6 +33,8 @@ from tests.queues.kinds import side_effects
 
 pytestmark = pytest.mark.django_db
 
+LATER = timezone.now() + timedelta(days=1)
+
 
 @pytest.fixture
 def tenant():
@@ -235,6 +237,30 @@ def test_backoff_grows_with_jitter_and_stops_at_its_ceiling():
         assert len(set(delays)) > 1  # jittered
 
 
+@pytest.mark.redis
+def test_a_kinds_rate_per_second_holds_and_refused_runs_wait_uncounted(tenant, monkeypatch):
+    """tests.rate_limited allows 2 runs a second, counted in the shared counter store."""
+    monkeypatch.setattr(runner, "current_second", lambda: 1_000_000_007)
+    jobs = [
+        services.job_enqueue(tenant=tenant, kind="tests.rate_limited", run_at=LATER).job
+        for _ in range(5)
+    ]
+    Job.all_tenants.update(run_at=timezone.now())
+
+    dispatcher.dispatch_due()
+
+    rows = Job.all_tenants.filter(pk__in=[job.pk for job in jobs])
+    assert Counter(rows.values_list("status", flat=True)) == Counter(succeeded=2, scheduled=3)
+    for job in rows.filter(status="scheduled"):
+        assert (job.attempts, job.worker, job.started_at) == (0, "", None)
+        assert job.run_at > timezone.now()
+
+    monkeypatch.setattr(runner, "current_second", lambda: 1_000_000_008)  # the next second
+    Job.all_tenants.filter(status="scheduled").update(run_at=timezone.now())
+    dispatcher.dispatch_due()
+    assert Counter(rows.values_list("status", flat=True)) == Counter(succeeded=4, scheduled=1)
+
+
 # --- Retry, edit and cancel ---------------------------------------------------------------------
 
 
@@ -291,6 +317,52 @@ def test_an_idempotency_key_returns_the_job_made_with_it(tenant, run):
             tenant=tenant, kind="diagnostics.echo", payload={"message": 1}, idempotency_key="k1"
         )
     assert Job.all_tenants.filter(tenant=tenant).count() == 1
+
+
+def test_a_unique_key_makes_one_job_per_window_whatever_the_payload(tenant):
+    first = services.job_enqueue(
+        tenant=tenant,
+        kind="diagnostics.echo",
+        payload={"message": 1},
+        run_at=LATER,
+        unique_key="nightly-report",
+        unique_for=timedelta(hours=1),
+    )
+    again = services.job_enqueue(
+        tenant=tenant,
+        kind="diagnostics.echo",
+        payload={"message": 2},
+        run_at=LATER,
+        unique_key="nightly-report",
+        unique_for=timedelta(hours=1),
+    )
+
+    assert (first.created, again.created, again.job.pk) == (True, False, first.job.pk)
+    assert Job.all_tenants.get().payload == {"message": 1}
+    with pytest.raises(IdempotencyConflict):  # the same work cannot be another kind
+        services.job_enqueue(
+            tenant=tenant,
+            kind="diagnostics.fail",
+            payload={"times": 0},
+            unique_key="nightly-report",
+            unique_for=timedelta(hours=1),
+        )
+
+
+@pytest.mark.parametrize(("later_by", "jobs"), [(59, 1), (60, 2)])
+def test_windows_are_aligned_on_the_epoch(tenant, monkeypatch, later_by, jobs):
+    window_start = timezone.now().replace(second=0, microsecond=0) + timedelta(days=1)
+    for moment in (window_start, window_start + timedelta(seconds=later_by)):
+        monkeypatch.setattr(timezone, "now", lambda moment=moment: moment)
+        services.job_enqueue(
+            tenant=tenant,
+            kind="diagnostics.echo",
+            run_at=window_start + timedelta(days=1),
+            unique_key="k",
+            unique_for=timedelta(minutes=1),
+        )
+
+    assert Job.all_tenants.filter(tenant=tenant).count() == jobs
 
 
 @pytest.mark.postgres
