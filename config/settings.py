@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "tenants",
     "degradation",
     "queues",
+    "storage",
     "waffle",
     "django_celery_beat",
 ]
@@ -400,6 +401,73 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
+
+# --- Files: django-storages (storage/, docs/FILES.md) ----------------------------------------
+# Tenants' files go to the storage named by STORAGE_PROVIDER: local (UPLOAD_DIR), s3 (AWS),
+# s3-compatible (any endpoint: AWS_S3_ENDPOINT_URL), cloudflare-r2. Each configured one is an entry
+# of STORAGES under its own name, so migrate_storage can move files between them.
+STORAGE_PROVIDER = env("STORAGE_PROVIDER", default="local")
+FILES_STORAGE = STORAGE_PROVIDER
+# Private files are only ever served by signed URLs this short-lived.
+FILE_URL_SECONDS = env.int("FILE_URL_SECONDS", default=300)
+# What an upload may be, as detected from its bytes (never the client's name or claimed type).
+FILES_ALLOWED_TYPES = env.list(
+    "FILES_ALLOWED_TYPES",
+    default=[
+        "image/jpeg", "image/png", "image/gif", "image/webp", "application/pdf", "text/plain",
+        "application/zip", "application/gzip", "application/octet-stream",
+    ],
+)  # fmt: skip
+STORAGES["local"] = {
+    "BACKEND": "django.core.files.storage.FileSystemStorage",
+    "OPTIONS": {"location": MEDIA_ROOT / "files", "base_url": None},
+}
+_S3_PRIVATE = {
+    "default_acl": None,  # the bucket's policy decides; objects are private
+    "querystring_auth": True,  # every URL is signed ...
+    "querystring_expire": FILE_URL_SECONDS,  # ... and short-lived
+    "file_overwrite": False,
+    "signature_version": "s3v4",
+}
+AWS_S3_BUCKET = env("AWS_S3_BUCKET", default="")
+if AWS_S3_BUCKET:
+    _s3 = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            **_S3_PRIVATE,
+            "bucket_name": AWS_S3_BUCKET,
+            "region_name": env("AWS_S3_REGION", default=env("AWS_DEFAULT_REGION", default=None)),
+            "access_key": env("AWS_ACCESS_KEY_ID", default=None),
+            "secret_key": env("AWS_SECRET_ACCESS_KEY", default=None),
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+            "addressing_style": env("AWS_S3_ADDRESSING_STYLE", default=None),
+        },
+    }
+    STORAGES["s3"] = STORAGES["s3-compatible"] = _s3
+CLOUDFLARE_R2_BUCKET = env("CLOUDFLARE_R2_BUCKET", default="")
+if CLOUDFLARE_R2_BUCKET:
+    from botocore.config import Config as BotocoreConfig
+
+    STORAGES["cloudflare-r2"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            **_S3_PRIVATE,
+            "bucket_name": CLOUDFLARE_R2_BUCKET,
+            "region_name": "auto",
+            "endpoint_url": env(
+                "CLOUDFLARE_R2_ENDPOINT_URL",
+                default=f"https://{env('CLOUDFLARE_R2_ACCOUNT_ID', default='')}"
+                ".r2.cloudflarestorage.com",
+            ),
+            "access_key": env("CLOUDFLARE_R2_ACCESS_KEY_ID", default=None),
+            "secret_key": env("CLOUDFLARE_R2_SECRET_ACCESS_KEY", default=None),
+            # boto3 1.36+ sends checksums R2 rejects (django-storages#1498): only when required.
+            "client_config": BotocoreConfig(
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        },
+    }
 
 # --- Security (production turns these on with variables; see docs/CONFIGURATION.md) ----------
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)

@@ -1,9 +1,13 @@
-"""Throwaway PostgreSQL and Redis servers for tests and benchmarks.
+"""Throwaway PostgreSQL, Redis and S3-compatible (moto) servers for tests and benchmarks.
 
-``python -m scripts.services run -- CMD...`` starts what ``DATABASE_URL`` / ``REDIS_URL`` do not
-already point at, on spare ports in a temporary folder, runs CMD with those variables set, and
-stops and deletes the servers afterwards. With ``REQUIRE_SERVICES=1`` a service that cannot be
-started is an error; otherwise CMD runs without it and the tests that need it are skipped.
+``python -m scripts.services run -- CMD...`` starts what ``DATABASE_URL`` / ``REDIS_URL`` /
+``AWS_S3_ENDPOINT_URL`` do not already point at, on spare ports in a temporary folder, runs CMD
+with those variables set, and stops and deletes the servers afterwards. The S3 server is moto's
+server mode (``moto[server]`` in requirements-dev.txt); when it is started here, CMD also gets
+dummy ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` / ``AWS_DEFAULT_REGION`` unless they are
+set (moto accepts any credentials, boto3 wants some). With ``REQUIRE_SERVICES=1`` a service that
+cannot be started is an error; otherwise CMD runs without it and the tests that need it are
+skipped.
 
 The start functions are also imported by test fixtures that need a server of their own to break
 (stop the process, close the port) without touching the machine's shared services.
@@ -12,6 +16,7 @@ The start functions are also imported by test fixtures that need a server of the
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import shutil
 import signal
@@ -20,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -265,16 +272,101 @@ def redis_server() -> Iterator[str]:
         process.wait(timeout=10)
 
 
+def _moto_command() -> list[str]:
+    script = Path(sys.executable).parent / "moto_server"
+    if script.exists():
+        return [str(script)]
+    if importlib.util.find_spec("moto") is None:
+        raise ServiceUnavailable(
+            "moto is not installed (pip install -r requirements-dev.txt for moto[server])"
+        )
+    return [sys.executable, "-m", "moto.server"]
+
+
+def _log_tail(log: Path, size: int = 500) -> str:
+    try:
+        return log.read_text(errors="replace")[-size:].strip() or "(empty log)"
+    except OSError:
+        return "(no log)"
+
+
+def _wait_for_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 20.0) -> None:
+    """Until GET ``url`` gets any HTTP answer; fails at once if the process exits first."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise ServiceUnavailable(
+                f"moto_server exited with code {process.returncode}: {_log_tail(log)}"
+            )
+        try:
+            with opener.open(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return  # an HTTP error status is still an HTTP answer
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.05)
+    raise ServiceUnavailable(
+        f"moto_server did not answer HTTP at {url} within {timeout:.0f}s: {_log_tail(log)}"
+    )
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """A new moto S3-compatible HTTP server on a spare port, all in memory; yields its endpoint."""
+    command = _moto_command()
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    workdir = Path(tempfile.mkdtemp(prefix="ils-moto-"))
+    log = workdir / "server.log"
+    with log.open("wb") as log_handle:
+        process = subprocess.Popen(
+            [*command, "-H", "127.0.0.1", "-p", str(port)],
+            stdin=subprocess.DEVNULL,
+            stdout=log_handle,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        _wait_for_http(f"{endpoint}/", process, log)
+        yield endpoint
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+# Set for CMD when the harness starts the S3 server and they are not set already.
+S3_DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
 def run(command: list[str]) -> int:
     required = os.environ.get("REQUIRE_SERVICES") == "1"
     env = dict(os.environ)
+    services = (
+        ("DATABASE_URL", postgres_server),
+        ("REDIS_URL", redis_server),
+        ("AWS_S3_ENDPOINT_URL", s3_server),
+    )
     with ExitStack() as stack:
-        for variable, server in (("DATABASE_URL", postgres_server), ("REDIS_URL", redis_server)):
+        for variable, server in services:
             if env.get(variable):
                 continue
             try:
                 env[variable] = stack.enter_context(server())
                 print(f"[services] {variable}={env[variable]} (throwaway)", file=sys.stderr)
+                if variable == "AWS_S3_ENDPOINT_URL":
+                    for name, value in S3_DUMMY_CREDENTIALS.items():
+                        if not env.get(name):
+                            env[name] = value
             except ServiceUnavailable as error:
                 if required:
                     print(f"[services] REQUIRE_SERVICES=1 and {variable}: {error}", file=sys.stderr)

@@ -1,0 +1,74 @@
+"""Writes of the storage app: storing a tenant's file. Keyword-only, typed.
+
+``file_store`` takes bytes the caller has already received (a temporary file on disk, with its
+size, sha256 and first bytes counted on the way in) and makes them a ``StoredFile``:
+
+1. the type is detected from the bytes and checked against ``FILES_ALLOWED_TYPES`` (415);
+2. ``max_file_bytes`` (413) and ``storage_bytes`` (403) are reserved, each in its own short
+   transaction (a counter row is never locked while bytes travel);
+3. the bytes go to the storage of ``FILES_STORAGE`` under a key the platform makes;
+4. the row is written.
+
+Any failure after (2) releases the reservations, and any failure after (3) deletes the stored
+object, before the error propagates: no usage counted without a file, no object without a row. A
+process killed between the steps can leave usage counted or an object without a row: the
+reconciliation and orphan reports (maintenance) find both.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import storages
+from django.db import transaction
+from django.utils import timezone
+
+from storage.detection import detect_type
+from storage.exceptions import UnsupportedFileType
+from storage.keys import file_key
+from storage.models import StoredFile
+from tenants.context import tenant_scope
+from tenants.limits.quotas import quota_reserve
+from tenants.limits.registry import MAX_FILE_BYTES, STORAGE_BYTES
+from tenants.models import ApiKey, Tenant
+
+
+def file_store(
+    *,
+    tenant: Tenant,
+    source: IO[bytes],
+    name: str,
+    size: int,
+    sha256: str,
+    head: bytes,
+    uploaded_by=None,
+    uploaded_by_key: ApiKey | None = None,
+) -> StoredFile:
+    """Store ``source`` (``size`` bytes, read from its start) for ``tenant`` (module docstring)."""
+    content_type = detect_type(head)
+    if content_type not in settings.FILES_ALLOWED_TYPES:
+        raise UnsupportedFileType(
+            details={"detected": content_type, "allowed": sorted(settings.FILES_ALLOWED_TYPES)}
+        )
+    storage_name = settings.FILES_STORAGE
+    backend = storages[storage_name]
+    now = timezone.now()
+    with quota_reserve(tenant, MAX_FILE_BYTES, size), quota_reserve(tenant, STORAGE_BYTES, size):
+        key = backend.save(file_key(tenant.pk, name, now), File(source, name=name))
+        try:
+            with tenant_scope(tenant), transaction.atomic():
+                return StoredFile.objects.create(
+                    key=key,
+                    original_name=name[:255],
+                    size=size,
+                    content_type=content_type,
+                    sha256=sha256,
+                    storage=storage_name,
+                    uploaded_by=uploaded_by if getattr(uploaded_by, "pk", None) else None,
+                    uploaded_by_key=uploaded_by_key,
+                )
+        except BaseException:
+            backend.delete(key)
+            raise
