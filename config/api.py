@@ -191,11 +191,17 @@ def input_error_answer(exc: BaseException) -> ErrorAnswer | None:
     return None
 
 
+#: Where bodies are files (storage's upload, streamed to disk and held to the tenant's limits by its
+#: upload handlers): their ceiling is FILES_MAX_UPLOAD_BYTES, not the JSON body limit.
+UPLOAD_PATHS = frozenset({"/api/v1/files/"})
+
+
 class ApiErrorMiddleware(MiddlewareMixin):
     """The first line of the API's input limits, and the last of its error shape.
 
     Before anything reads the request (sessions, CSRF, DRF): a declared body over
-    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` is a 413 without reading it, a malformed ``Content-Length`` a
+    ``DATA_UPLOAD_MAX_MEMORY_SIZE`` (``FILES_MAX_UPLOAD_BYTES`` for an upload) is a 413 without
+    reading it, a malformed ``Content-Length`` a
     400, and more query parameters than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` a 400 (each logged in one
     line). After: any exception escaping a view under /api/ becomes a JSON answer, even with DEBUG on.
     """
@@ -207,8 +213,13 @@ class ApiErrorMiddleware(MiddlewareMixin):
         if not _ASCII_INT.fullmatch(length):
             answer = error_answer(400, "bad_request", "The Content-Length header is malformed.")
             return _rejected(request, answer).response()
-        if int(length) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
-            answer = exception_answer(PayloadTooLarge(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
+        limit = (
+            settings.FILES_MAX_UPLOAD_BYTES
+            if request.method == "POST" and request.path in UPLOAD_PATHS
+            else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        )
+        if int(length) > limit:
+            answer = exception_answer(PayloadTooLarge(limit))
             return _rejected(request, answer).response()
         query = request.META.get("QUERY_STRING", "")
         if query and query.count("&") + query.count(";") >= settings.DATA_UPLOAD_MAX_NUMBER_FIELDS:

@@ -7,8 +7,8 @@ extension point) adds the one error shape as the ``Error`` component and, per op
 on the tenant API also 429 (a rate window spent, with ``Retry-After``); with a path parameter 404;
 with a body 413 (over ``API_MAX_BODY_BYTES``) and 415. Statuses a view documents itself are kept;
 an error status it documents with a description only (``OpenApiResponse(description=...)``) gets
-the error shape as its content. A polymorphic body (a ``oneOf`` whose branches all require fields,
-as ``POST /api/v1/jobs/``) is marked required, as the server treats it.
+the error shape as its content. A body the server needs (a ``oneOf`` whose branches all require
+fields, as ``POST /api/v1/jobs/``, or an upload's bytes) is marked required, as the server treats it.
 """
 
 from __future__ import annotations
@@ -64,13 +64,18 @@ def _component(schemas: dict, schema: dict) -> dict:
 
 
 def _body_required(schemas: dict, body: dict) -> bool:
-    """A body whose schema is a ``oneOf`` of branches that all require fields is required too
-    (drf-spectacular sees required fields of one serializer only, not of a polymorphic one)."""
-    for media in body.get("content", {}).values():
-        branches = _component(schemas, media.get("schema", {})).get("oneOf")
-        if branches and all(_component(schemas, b).get("required") for b in branches):
-            return True
-    return False
+    """Whether a body the server cannot do without is required, as drf-spectacular cannot tell:
+    every media type is a ``oneOf`` whose branches all require fields, an object with required
+    fields, or raw bytes (an upload)."""
+
+    def needs_content(schema: dict) -> bool:
+        schema = _component(schemas, schema)
+        if branches := schema.get("oneOf"):
+            return all(_component(schemas, branch).get("required") for branch in branches)
+        return bool(schema.get("required")) or schema.get("format") == "binary"
+
+    media = body.get("content", {}).values()
+    return bool(media) and all(needs_content(m.get("schema", {})) for m in media)
 
 
 def postprocess_error_responses(result, generator, request, public):

@@ -408,6 +408,10 @@ STORAGES = {
 # of STORAGES under its own name, so migrate_storage can move files between them.
 STORAGE_PROVIDER = env("STORAGE_PROVIDER", default="local")
 FILES_STORAGE = STORAGE_PROVIDER
+# A deleted file's bytes are purged (a job) this long after its deletion.
+FILES_PURGE_AFTER_HOURS = env.float("FILES_PURGE_AFTER_HOURS", default=24.0)
+# The largest upload any plan can take, whatever its limits (a body over it is refused unread).
+FILES_MAX_UPLOAD_BYTES = env.int("FILES_MAX_UPLOAD_BYTES", default=5 * 1024**3)
 # Private files are only ever served by signed URLs this short-lived.
 FILE_URL_SECONDS = env.int("FILE_URL_SECONDS", default=300)
 # What an upload may be, as detected from its bytes (never the client's name or claimed type).

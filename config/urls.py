@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/", include("tenants.urls")),
     path("api/v1/flags/", ActiveFlagsView.as_view(), name="flags-active"),
     path("api/v1/", include("queues.urls")),
+    path("api/v1/", include("storage.urls")),
     path("api/degradation/", include("degradation.urls")),
     path("api/ops/replicas", ops.ReplicasView.as_view(), name="ops-replicas"),
     path("api/queues/stats", QueueStatsView.as_view(), name="queues-stats"),

@@ -7,4 +7,4 @@ class StorageConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from storage import checks  # noqa: F401  (registers the system checks)
+        from storage import checks, jobs  # noqa: F401  (system checks; job kinds)

@@ -18,3 +18,11 @@ class UnsupportedFileType(StorageError):
     status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
     default_code = "unsupported_file_type"
     default_detail = "Files of this type are not accepted."
+
+
+class StorageUnavailable(StorageError):
+    """A file's storage is not configured here (any more), or does not answer."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "storage_unavailable"
+    default_detail = "The storage holding this file is unavailable. Retry later."

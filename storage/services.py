@@ -17,6 +17,7 @@ reconciliation and orphan reports (maintenance) find both.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import IO
 
 from django.conf import settings
@@ -25,14 +26,18 @@ from django.core.files.storage import storages
 from django.db import transaction
 from django.utils import timezone
 
+from queues.services import job_enqueue
 from storage.detection import detect_type
 from storage.exceptions import UnsupportedFileType
 from storage.keys import file_key
 from storage.models import StoredFile
 from tenants.context import tenant_scope
-from tenants.limits.quotas import quota_reserve
+from tenants.limits.quotas import quota_release, quota_reserve
 from tenants.limits.registry import MAX_FILE_BYTES, STORAGE_BYTES
 from tenants.models import ApiKey, Tenant
+
+#: The job kind that purges a soft-deleted file (storage/jobs.py).
+PURGE_KIND = "storage.purge_file"
 
 
 def file_store(
@@ -72,3 +77,32 @@ def file_store(
         except BaseException:
             backend.delete(key)
             raise
+
+
+@transaction.atomic
+def file_delete(*, stored: StoredFile) -> StoredFile:
+    """Soft-delete: the file is no longer listed, read or linked at once; its bytes (and the
+    usage they count) are purged by a ``storage.purge_file`` job after ``FILES_PURGE_AFTER_HOURS``.
+    Deleting again changes nothing."""
+    with tenant_scope(stored.tenant):
+        locked = StoredFile.objects.select_for_update().get(pk=stored.pk)
+        if locked.deleted_at is not None:
+            return locked
+        locked.deleted_at = timezone.now()
+        locked.save(update_fields=["deleted_at"])
+        job_enqueue(
+            tenant=stored.tenant,
+            kind=PURGE_KIND,
+            payload={"file": locked.pk},
+            run_at=locked.deleted_at + timedelta(hours=settings.FILES_PURGE_AFTER_HOURS),
+        )
+    return locked
+
+
+def file_purge(*, stored: StoredFile) -> None:
+    """Delete a soft-deleted file's bytes, give back its usage, drop its row. Safe to repeat."""
+    if stored.deleted_at is None:
+        return
+    storages[stored.storage].delete(stored.key)
+    quota_release(stored.tenant, STORAGE_BYTES, stored.size)
+    stored.delete()

@@ -115,3 +115,17 @@ def ratelimit_clock(monkeypatch) -> PinnedClock:
     pinned = PinnedClock(1_800_000_000.0)
     monkeypatch.setattr("django_ratelimit.core.time", types.SimpleNamespace(time=pinned.time))
     return pinned
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _files_in_a_temporary_folder(tmp_path_factory):
+    """Tenants' files on local disk go to a folder of this run, never into var/."""
+    from django.test import override_settings
+
+    location = tmp_path_factory.mktemp("files")
+    storages = {
+        **settings.STORAGES,
+        "local": {**settings.STORAGES["local"], "OPTIONS": {"location": location}},
+    }
+    with override_settings(STORAGES=storages):
+        yield

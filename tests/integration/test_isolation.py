@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import hashlib
 import itertools
 import json
 import secrets
@@ -28,7 +29,10 @@ from dataclasses import dataclass, field
 
 import pytest
 from django.apps import apps
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
 from django.db import models
 from django.urls import URLPattern, URLResolver, get_resolver, resolve
 from django.urls.exceptions import Resolver404
@@ -37,6 +41,8 @@ from django.utils.regex_helper import normalize
 from rest_framework.test import APIClient
 from waffle import get_waffle_flag_model
 
+from storage.keys import file_key
+from storage.models import StoredFile
 from tenants import limits
 from tenants.context import current_tenant, tenant_scope
 from tenants.exceptions import TenantScopeMissing
@@ -65,6 +71,10 @@ KNOWN_ROUTES = {
     "/api/v1/jobs/<pk>/",
     "/api/v1/jobs/<pk>/cancel/",
     "/api/v1/jobs/kinds/",
+    "/api/v1/files/",
+    "/api/v1/files/<pk>/",
+    "/api/v1/files/<pk>/download/",
+    "/api/v1/files/signed/<token>/",
 }
 #: Routes that act for the signed-in user, not for a tenant (an API key is refused there); they
 #: are checked by ``test_a_user_route_gives_nothing_of_a_to_b``, not as tenant lists.
@@ -72,6 +82,11 @@ USER_ROUTES = {"/api/v1/invitations/accept/"}
 #: Tenant-API routes whose answer is the same for every tenant (the platform's job kinds): no row
 #: of A's to find, so they have no canary; B's calls there are still checked for A's markers.
 SHARED_ROUTES = {"/api/v1/jobs/kinds/"}
+#: A signed link is its own credential (storage.links): it answers without a key, for the one file
+#: it names; B's calls with A's ids or markers as the token are still checked for 404s and leaks.
+SIGNED_ROUTES = {"/api/v1/files/signed/<token>/"}
+#: Detail routes whose success is a redirect (to a signed link).
+REDIRECT_ROUTES = {"/api/v1/files/<pk>/download/"}
 MIN_MARKER_LENGTH = 10
 
 
@@ -221,11 +236,38 @@ def _build_usage(data: TenantAData) -> list[TenantUsage]:
     return rows
 
 
+def _build_files(data: TenantAData) -> list[StoredFile]:
+    """Real stored files (bytes in the storage) whose names and contents are markers. Written
+    past the quota on purpose: A's usage counters hold marker values (``_build_usage``)."""
+    rows = []
+    backend = storages[settings.FILES_STORAGE]
+    for _ in range(2):
+        marker = _marker("file")
+        data.markers.add(marker)
+        content = f"{marker}\n".encode()
+        key = backend.save(
+            file_key(data.tenant.pk, f"{marker}.txt", timezone.now()), ContentFile(content)
+        )
+        rows.append(
+            StoredFile.all_tenants.create(
+                tenant=data.tenant,
+                key=key,
+                original_name=f"{marker}.txt",
+                size=len(content),
+                content_type="text/plain",
+                sha256=hashlib.sha256(content).hexdigest(),
+                storage=settings.FILES_STORAGE,
+            )
+        )
+    return rows
+
+
 #: Explicit builders for models the generic builder cannot fill sensibly.
 BUILDERS: dict[type[models.Model], Callable[[TenantAData], list[models.Model]]] = {
     Membership: _build_memberships,
     ApiKey: _build_api_keys,
     TenantUsage: _build_usage,
+    StoredFile: _build_files,
 }
 
 
@@ -517,7 +559,9 @@ def test_a_user_route_gives_nothing_of_a_to_b(template, tenant_a, tenant_b):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("route", DETAIL_ROUTES, ids=_route_id)
+@pytest.mark.parametrize(
+    "route", [r for r in DETAIL_ROUTES if r.template not in SIGNED_ROUTES], ids=_route_id
+)
 def test_canary_tenant_a_reaches_its_own_rows_on_the_route(route, tenant_a, tenant_b):
     """The route and fixture are live: A's own key gets a 2xx for one of A's rows."""
     client = key_client(tenant_a.own_secret)
@@ -527,9 +571,11 @@ def test_canary_tenant_a_reaches_its_own_rows_on_the_route(route, tenant_a, tena
     for pk in _probe_pks(route, tenant_a, tenant_b):
         response = _call(client, method, route.url(pk))
         statuses[pk] = response.status_code
-        if 200 <= response.status_code < 300:
+        if 200 <= response.status_code < 300 or (
+            route.template in REDIRECT_ROUTES and response.status_code == 302
+        ):
             if method == "get":
-                assert response.status_code == 200
+                assert response.status_code == (302 if route.template in REDIRECT_ROUTES else 200)
             break
     else:
         pytest.fail(
@@ -549,7 +595,9 @@ def test_canary_tenant_a_sees_its_own_rows_on_a_list_route(route, tenant_a, tena
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("route", API_ROUTES, ids=_route_id)
+@pytest.mark.parametrize(
+    "route", [r for r in API_ROUTES if r.template not in SIGNED_ROUTES], ids=_route_id
+)
 def test_a_request_without_credentials_gets_nothing(route, tenant_a):
     """No key, no session, no tenant named: refused on every route, and nothing of A shown."""
     before = tenant_a.snapshot()

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import re
-import uuid
 
-import boto3
 import pytest
 from django.core.files.storage import storages
 
@@ -26,48 +23,6 @@ pytestmark = pytest.mark.django_db
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 200
 HTML = b"<!DOCTYPE html><html><script>alert(1)</script></html>"
-
-
-@pytest.fixture(params=["local", "s3"])
-def backend(request, settings, tmp_path):
-    """The files storage, on local disk or on the harness's S3 server; yields a lister of keys."""
-    if request.param == "local":
-        settings.STORAGES = {
-            **settings.STORAGES,
-            "local": {**settings.STORAGES["local"], "OPTIONS": {"location": tmp_path}},
-        }
-        settings.FILES_STORAGE = "local"
-        yield lambda: sorted(
-            str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file()
-        )
-        return
-    endpoint = os.environ.get("AWS_S3_ENDPOINT_URL")
-    if not endpoint:
-        if os.environ.get("REQUIRE_SERVICES") == "1":
-            pytest.fail("REQUIRE_SERVICES=1 and no AWS_S3_ENDPOINT_URL")
-        pytest.skip("needs AWS_S3_ENDPOINT_URL (an S3 server); run with `make test`")
-    bucket = f"files-{uuid.uuid4().hex[:12]}"
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=bucket)
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "s3": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": {
-                "bucket_name": bucket,
-                "endpoint_url": endpoint,
-                "region_name": "us-east-1",
-                "default_acl": None,
-                "querystring_auth": True,
-                "file_overwrite": False,
-                "signature_version": "s3v4",
-            },
-        },
-    }
-    settings.FILES_STORAGE = "s3"
-    yield lambda: sorted(
-        o["Key"] for o in client.list_objects_v2(Bucket=bucket).get("Contents", [])
-    )
 
 
 def store(tenant, data: bytes, name: str = "photo.png", **kwargs) -> StoredFile:
