@@ -9,7 +9,6 @@ safe (SKIP LOCKED rows, and a second message for a job claims nothing).
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -18,20 +17,23 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from queues.models import Job
-from queues.publisher import broker_configured, publish, unpublished
+from queues.publisher import (
+    broker_configured,
+    publish,
+    published_recently_since,
+    unpublished,
+)
 from tenants.limits.registry import JOBS_IN_FLIGHT
 from tenants.models import Tenant
-
-
-def _stale(now):
-    return now - timedelta(seconds=settings.JOB_REPUBLISH_SECONDS)
 
 
 def in_flight(tenant_ids, *, now=None) -> dict[int, int]:
     """Per tenant: its jobs handed to workers, i.e. running, or published (recently) and not
     yet claimed. What its ``jobs_in_flight`` limit bounds."""
     now = now or timezone.now()
-    handed = Q(status=Job.Status.RUNNING) | Q(status__in=Job.WAITING, published_at__gte=_stale(now))
+    handed = Q(status=Job.Status.RUNNING) | Q(
+        status__in=Job.WAITING, published_at__gte=published_recently_since(now)
+    )
     rows = (
         Job.all_tenants.filter(handed, tenant_id__in=tenant_ids)
         .values("tenant_id")

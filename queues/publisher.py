@@ -71,11 +71,14 @@ def publish(job_ids: list[int]) -> int:
     return sent
 
 
+def published_recently_since(now):
+    """A job published after this moment and still unclaimed is in flight; one published before
+    it lost its message and is sent again (``JOB_REPUBLISH_SECONDS``)."""
+    return now - timedelta(seconds=settings.JOB_REPUBLISH_SECONDS)
+
+
 def unpublished(now) -> Q:
-    """Jobs a publish may send: waiting and due, and not published recently (or never). A job
-    published within ``JOB_REPUBLISH_SECONDS`` is in flight; one published longer ago and still
-    unclaimed lost its message and is sent again."""
-    stale = now - timedelta(seconds=settings.JOB_REPUBLISH_SECONDS)
+    """Jobs a publish may send: waiting and due, and not published recently (or never)."""
     return Q(status__in=Job.WAITING, run_at__lte=now) & (
-        Q(published_at__isnull=True) | Q(published_at__lt=stale)
+        Q(published_at__isnull=True) | Q(published_at__lt=published_recently_since(now))
     )

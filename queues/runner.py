@@ -154,17 +154,18 @@ def run_job(job_id: int, *, worker: str) -> str:
     With a broker, a job that ends (one way or another) frees a slot of its tenant's share, which
     is filled at once (``dispatcher.dispatch_tenant``) rather than at the next dispatcher round.
     """
-    outcome = _run(job_id, worker)
-    if outcome != "skipped" and broker_configured():
-        tenant_id = Job.all_tenants.values_list("tenant_id", flat=True).get(pk=job_id)
-        dispatch_tenant(tenant_id)
-    return outcome
-
-
-def _run(job_id: int, worker: str) -> str:
     if not claim(job_id, worker):
         return "skipped"  # running elsewhere, finished, cancelled, not due, or no such row
     job = Job.all_tenants.select_related("tenant").get(pk=job_id)
+    outcome = _run(job, worker)
+    if broker_configured():
+        dispatch_tenant(job.tenant_id)
+    return outcome
+
+
+def _run(job: Job, worker: str) -> str:
+    """Run a job this worker has claimed; returns its outcome."""
+    job_id = job.pk
     try:
         kind = get_kind(job.kind)
     except UnknownJobKind as error:  # a kind removed from the code since the job was made

@@ -54,7 +54,11 @@ class RawFileParser(FileUploadParser):
     media_type = "application/octet-stream"
 
     def get_filename(self, stream, media_type, parser_context):
-        return parser_context["request"].query_params.get("filename") or "upload"
+        return raw_filename(parser_context["request"])
+
+
+def raw_filename(request) -> str:
+    return request.query_params.get("filename") or "upload"
 
 
 class LinkExpired(TenantsError):
@@ -155,8 +159,8 @@ class FileViewSet(
         upload = request.data.get("file")
         try:
             if upload is None and request.content_type == RawFileParser.media_type:
-                name = request.query_params.get("filename") or "upload"
-                upload = SimpleUploadedFile(name, b"")  # an empty raw body is an empty file
+                # an empty raw body is an empty file
+                upload = SimpleUploadedFile(raw_filename(request), b"")
             elif upload is None or counter.files != 1:
                 raise ValidationError(
                     {"file": ["Send one file: multipart field `file`, or a raw body."]}

@@ -85,3 +85,8 @@ def kill_worker_always(payload: dict, context: JobContext) -> None:
 @job_kind("tests.rate_limited", rate_per_second=2)
 def rate_limited(payload: dict, context: JobContext) -> dict:
     return {"attempt": context.attempt}
+
+
+@job_kind("tests.hidden", public=False)
+def hidden(payload: dict, context: JobContext) -> None:
+    """Made from code only: the jobs API does not offer it."""

@@ -25,7 +25,7 @@ from queues.exceptions import (
     JobNotRetryable,
     UnknownJobKind,
 )
-from queues.kinds import RetryPolicy, get_kind
+from queues.kinds import RetryPolicy, get_kind, job_kind
 from queues.models import Job
 from tenants.exceptions import QuotaExceeded
 from tests.factories import TenantFactory, plan
@@ -482,5 +482,9 @@ def test_the_visibility_timeout_must_outlast_a_lease(settings):
     assert "queues.E001" in [message.id for message in run_checks()]
 
 
-def test_every_kind_names_a_known_queue(settings):
-    assert get_kind("diagnostics.echo").queue in settings.JOB_QUEUES
+def test_a_kind_on_an_unknown_queue_is_refused_at_registration():
+    with pytest.raises(ValueError, match="not in JOB_QUEUES"):
+        job_kind("tests.nowhere", queue="no-such-queue")(lambda payload, context: None)
+
+    with pytest.raises(UnknownJobKind):
+        get_kind("tests.nowhere")
