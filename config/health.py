@@ -2,6 +2,10 @@
 
 A check answers "ok", "degraded" (it works on a fallback: HTTP 200, overall status "degraded") or
 "down" (HTTP 503). The cache is degraded while Redis is down and its local fallback serves it.
+Files storage is degraded while its breaker is open (the files API answers 503, the rest of the
+API serves: taking the instance out of a load balancer would not help, every instance shares the
+storage); it costs one read of the breaker's state, no storage call (``/api/storage/health``
+probes the storage itself).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
+from degradation.breakers import OPEN, breaker
 from degradation.cache import cache_status
 from tenants.cache import global_cache
 
@@ -38,7 +43,11 @@ def _cache_state() -> str:
     return cache_status() if ok else "down"
 
 
-CHECKS = {"database": _database_state, "cache": _cache_state}
+def _storage_state() -> str:
+    return "degraded" if breaker("storage").snapshot().state == OPEN else "ok"
+
+
+CHECKS = {"database": _database_state, "cache": _cache_state, "storage": _storage_state}
 
 
 def _run(check) -> str:

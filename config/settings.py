@@ -9,6 +9,8 @@ default and meaning in ``.env.example`` and ``docs/CONFIGURATION.md``.
 from pathlib import Path
 
 import environ
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config as BotocoreConfig
 from django.core.management.utils import get_random_secret_key
 
 from config import database
@@ -326,6 +328,21 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"queue": "cleanup"},
     },
+    "storage.purge_overdue": {
+        "task": "storage.purge_overdue",
+        "schedule": 3600.0,
+        "options": {"queue": "cleanup"},
+    },
+    "storage.reconcile_usage": {
+        "task": "storage.reconcile_usage",
+        "schedule": 3600.0,
+        "options": {"queue": "cleanup"},
+    },
+    "storage.report_orphans": {
+        "task": "storage.report_orphans",
+        "schedule": env.float("FILES_ORPHAN_REPORT_SECONDS", default=86400.0),
+        "options": {"queue": "cleanup"},
+    },
 }
 # diagnostics.echo / .sleep / .fail: on in embedded mode, off by default with a broker.
 JOBS_DIAGNOSTIC_KINDS = env.bool("JOBS_DIAGNOSTIC_KINDS", default=not CELERY_BROKER_URL)
@@ -412,6 +429,8 @@ FILES_STORAGE = STORAGE_PROVIDER
 FILES_PURGE_AFTER_HOURS = env.float("FILES_PURGE_AFTER_HOURS", default=24.0)
 # The largest upload any plan can take, whatever its limits (a body over it is refused unread).
 FILES_MAX_UPLOAD_BYTES = env.int("FILES_MAX_UPLOAD_BYTES", default=5 * 1024**3)
+# /api/storage/health probes the storage at most once per this many seconds per process.
+STORAGE_HEALTH_CACHE_SECONDS = env.float("STORAGE_HEALTH_CACHE_SECONDS", default=5.0)
 # Private files are only ever served by signed URLs this short-lived.
 FILE_URL_SECONDS = env.int("FILE_URL_SECONDS", default=300)
 # What an upload may be, as detected from its bytes (never the client's name or claimed type).
@@ -426,36 +445,63 @@ STORAGES["local"] = {
     "BACKEND": "django.core.files.storage.FileSystemStorage",
     "OPTIONS": {"location": MEDIA_ROOT / "files", "base_url": None},
 }
-_S3_PRIVATE = {
+# Bounded memory per transfer: a file read from S3 spools to disk past FILES_S3_MEMORY_BYTES
+# (django-storages' default 0 keeps a whole object in memory), and boto3 sends/receives parts of
+# FILES_S3_PART_BYTES, FILES_S3_TRANSFER_THREADS at a time.
+FILES_S3_MEMORY_BYTES = env.int("FILES_S3_MEMORY_BYTES", default=8 * 1024**2)
+FILES_S3_PART_BYTES = env.int("FILES_S3_PART_BYTES", default=8 * 1024**2)
+FILES_S3_TRANSFER_THREADS = env.int("FILES_S3_TRANSFER_THREADS", default=4)
+# The options every S3 files storage shares (tests build their buckets' storages from it too).
+FILES_S3_OPTIONS = {
     "default_acl": None,  # the bucket's policy decides; objects are private
     "querystring_auth": True,  # every URL is signed ...
     "querystring_expire": FILE_URL_SECONDS,  # ... and short-lived
     "file_overwrite": False,
-    "signature_version": "s3v4",
+    "max_memory_size": FILES_S3_MEMORY_BYTES,
+    # An object fetched without our signed link's overrides is never rendered by a browser.
+    "object_parameters": {
+        "ContentType": "application/octet-stream",
+        "ContentDisposition": "attachment",
+    },
 }
+# A storage endpoint that does not answer fails a call after these (then the breaker counts it).
+FILES_S3_CONNECT_TIMEOUT = env.float("FILES_S3_CONNECT_TIMEOUT", default=5.0)
+FILES_S3_READ_TIMEOUT = env.float("FILES_S3_READ_TIMEOUT", default=30.0)
+FILES_S3_MAX_ATTEMPTS = env.int("FILES_S3_MAX_ATTEMPTS", default=3)
+FILES_S3_OPTIONS["transfer_config"] = TransferConfig(
+    multipart_threshold=FILES_S3_PART_BYTES,
+    multipart_chunksize=FILES_S3_PART_BYTES,
+    max_concurrency=FILES_S3_TRANSFER_THREADS,
+)
+# django-storages ignores its signature_version and addressing_style options once a client_config
+# is given, so they are set here: SigV4 (R2 and new AWS regions accept nothing else).
+FILES_S3_OPTIONS["client_config"] = BotocoreConfig(
+    signature_version="s3v4",
+    s3={"addressing_style": env("AWS_S3_ADDRESSING_STYLE", default=None)},
+    connect_timeout=FILES_S3_CONNECT_TIMEOUT,
+    read_timeout=FILES_S3_READ_TIMEOUT,
+    retries={"max_attempts": FILES_S3_MAX_ATTEMPTS, "mode": "standard"},
+)
 AWS_S3_BUCKET = env("AWS_S3_BUCKET", default="")
 if AWS_S3_BUCKET:
     _s3 = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            **_S3_PRIVATE,
+            **FILES_S3_OPTIONS,
             "bucket_name": AWS_S3_BUCKET,
             "region_name": env("AWS_S3_REGION", default=env("AWS_DEFAULT_REGION", default=None)),
             "access_key": env("AWS_ACCESS_KEY_ID", default=None),
             "secret_key": env("AWS_SECRET_ACCESS_KEY", default=None),
             "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
-            "addressing_style": env("AWS_S3_ADDRESSING_STYLE", default=None),
         },
     }
     STORAGES["s3"] = STORAGES["s3-compatible"] = _s3
 CLOUDFLARE_R2_BUCKET = env("CLOUDFLARE_R2_BUCKET", default="")
 if CLOUDFLARE_R2_BUCKET:
-    from botocore.config import Config as BotocoreConfig
-
     STORAGES["cloudflare-r2"] = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
-            **_S3_PRIVATE,
+            **FILES_S3_OPTIONS,
             "bucket_name": CLOUDFLARE_R2_BUCKET,
             "region_name": "auto",
             "endpoint_url": env(
@@ -466,12 +512,41 @@ if CLOUDFLARE_R2_BUCKET:
             "access_key": env("CLOUDFLARE_R2_ACCESS_KEY_ID", default=None),
             "secret_key": env("CLOUDFLARE_R2_SECRET_ACCESS_KEY", default=None),
             # boto3 1.36+ sends checksums R2 rejects (django-storages#1498): only when required.
-            "client_config": BotocoreConfig(
-                request_checksum_calculation="when_required",
-                response_checksum_validation="when_required",
+            "client_config": FILES_S3_OPTIONS["client_config"].merge(
+                BotocoreConfig(
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                )
             ),
         },
     }
+
+# CDN_BASE_URL: the `public` storage (public files: platform assets, never a tenant's upload) is
+# served through the CDN domain, unsigned. Tenants' files stay private: their links are always
+# presigned against the storage's endpoint, never the CDN (django-storages turns presigning off for
+# a custom domain, #165), or for local disk a signed Django view.
+CDN_BASE_URL = env("CDN_BASE_URL", default="").rstrip("/")
+if CDN_BASE_URL:
+    from urllib.parse import urlsplit
+
+    _files_entry = STORAGES.get(FILES_STORAGE, STORAGES["local"])
+    if _files_entry["BACKEND"].startswith("storages."):
+        STORAGES["public"] = {
+            "BACKEND": _files_entry["BACKEND"],
+            "OPTIONS": {
+                **_files_entry["OPTIONS"],
+                "location": "public",
+                "custom_domain": urlsplit(CDN_BASE_URL).netloc + urlsplit(CDN_BASE_URL).path,
+                "url_protocol": f"{urlsplit(CDN_BASE_URL).scheme or 'https'}:",
+                "querystring_auth": False,
+                "object_parameters": {},
+            },
+        }
+    else:
+        STORAGES["public"] = {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": MEDIA_ROOT / "public", "base_url": f"{CDN_BASE_URL}/"},
+        }
 
 # --- Security (production turns these on with variables; see docs/CONFIGURATION.md) ----------
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)

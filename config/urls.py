@@ -6,6 +6,7 @@ from config import health, ops
 from config.admin_login import admin_login
 from degradation.api import ActiveFlagsView
 from queues.ops import QueueHealthView, QueueStatsView
+from storage.health import StorageHealthView
 
 handler400 = "config.api.handler400"
 handler403 = "config.api.handler403"
@@ -23,6 +24,7 @@ urlpatterns = [
     path("api/ops/replicas", ops.ReplicasView.as_view(), name="ops-replicas"),
     path("api/queues/stats", QueueStatsView.as_view(), name="queues-stats"),
     path("api/queues/health", QueueHealthView.as_view(), name="queues-health"),
+    path("api/storage/health", StorageHealthView.as_view(), name="storage-health"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
     path(
         "api/docs/",

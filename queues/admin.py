@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.functional import cached_property
 from rest_framework.exceptions import ValidationError as DRFValidationError
 
 from queues import services
@@ -24,19 +22,8 @@ from queues.exceptions import QueuesError
 from queues.kinds import get_kind, registered_kinds
 from queues.models import Job
 from queues.selectors import queue_stats
+from tenants.admin import CappedCountPaginator
 from tenants.context import tenant_scope
-
-#: The changelist counts at most this many rows (then shows "10000+" pages' worth).
-COUNT_CAP = 10_000
-
-
-class CappedCountPaginator(Paginator):
-    """Counts at most ``COUNT_CAP + 1`` rows (``COUNT(*)`` over a ``LIMIT`` subquery), so a page
-    of a million-row table costs a bounded count."""
-
-    @cached_property
-    def count(self) -> int:
-        return self.object_list[: COUNT_CAP + 1].count()
 
 
 class KindFilter(admin.SimpleListFilter):

@@ -30,7 +30,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from storage.links import attachment_disposition, backend_of, download_url, signed_file
+from storage.backends import backend_named, guarded
+from storage.links import attachment_disposition, download_url, signed_file
 from storage.models import StoredFile
 from storage.services import file_delete, file_store
 from storage.uploads import upload_handlers
@@ -208,7 +209,7 @@ class SignedDownloadView(APIView):
         if stored is None:
             raise NotFound()
         response = FileResponse(
-            backend_of(stored).open(stored.key, "rb"),
+            guarded(backend_named(stored.storage).open, stored.key, "rb"),
             content_type=stored.content_type,
         )
         response["Content-Disposition"] = attachment_disposition(stored)

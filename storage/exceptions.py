@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import status
 
-from tenants.exceptions import TenantsError
+from tenants.exceptions import RetryLater, TenantsError
 
 
 class StorageError(TenantsError):
@@ -20,9 +20,10 @@ class UnsupportedFileType(StorageError):
     default_detail = "Files of this type are not accepted."
 
 
-class StorageUnavailable(StorageError):
-    """A file's storage is not configured here (any more), or does not answer."""
+class StorageUnavailable(StorageError, RetryLater):
+    """A file's storage is not configured here (any more), or does not answer (``Retry-After``)."""
 
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_code = "storage_unavailable"
     default_detail = "The storage holding this file is unavailable. Retry later."
+    default_wait = 30

@@ -7,6 +7,8 @@ import secrets
 import unicodedata
 from datetime import datetime
 
+#: Every tenant file's key starts here (and then ``<tenant id>/``).
+TENANTS_PREFIX = "tenants/"
 #: The longest sanitised name kept in a key (the whole key stays well under the column's 500).
 MAX_NAME_CHARS = 120
 
@@ -27,10 +29,9 @@ def sanitise_name(name: str) -> str:
 
 def file_key(tenant_id: int, name: str, now: datetime) -> str:
     """``tenants/<tenant id>/<yyyy>/<mm>/<random>/<sanitised name>``: unguessable and unique."""
-    return (
-        f"tenants/{tenant_id}/{now:%Y}/{now:%m}/{secrets.token_urlsafe(12)}/{sanitise_name(name)}"
-    )
+    random = secrets.token_urlsafe(12)
+    return f"{tenant_prefix(tenant_id)}{now:%Y}/{now:%m}/{random}/{sanitise_name(name)}"
 
 
 def tenant_prefix(tenant_id: int) -> str:
-    return f"tenants/{tenant_id}/"
+    return f"{TENANTS_PREFIX}{tenant_id}/"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core import signing
-from django.core.files.storage import FileSystemStorage, InvalidStorageError, storages
+from django.core.files.storage import FileSystemStorage
 from django.urls import reverse
 
-from storage.exceptions import StorageUnavailable
+from storage.backends import backend_named, ensure_available
 from storage.keys import sanitise_name
 from storage.models import StoredFile
 
@@ -24,16 +24,11 @@ def attachment_disposition(stored: StoredFile) -> str:
     return f'attachment; filename="{sanitise_name(stored.original_name)}"'
 
 
-def backend_of(stored: StoredFile):
-    """The storage holding the file's bytes; 503 when that storage is not configured here."""
-    try:
-        return storages[stored.storage]
-    except InvalidStorageError:
-        raise StorageUnavailable(details={"storage": stored.storage}) from None
-
-
 def download_url(stored: StoredFile) -> str:
-    backend = backend_of(stored)
+    """A link to the file's bytes where its row says they are (503 while the storage breaker is
+    open: the link would lead to a storage that does not answer)."""
+    ensure_available()
+    backend = backend_named(stored.storage)
     if isinstance(backend, FileSystemStorage):
         token = signing.dumps({"f": stored.pk, "t": stored.tenant_id, "k": stored.key}, salt=SALT)
         return reverse("file-signed-download", args=[token])

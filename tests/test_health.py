@@ -43,7 +43,7 @@ def test_ready_answers_ok_when_database_and_cache_answer(client):
     assert response.status_code == 200, response.content
     assert response.json() == {
         "status": "ok",
-        "checks": {"database": "ok", "cache": "ok"},
+        "checks": {"database": "ok", "cache": "ok", "storage": "ok"},
         "down": [],
     }
 
@@ -67,7 +67,7 @@ def test_ready_answers_503_naming_the_cache_when_redis_is_unreachable(client, se
     assert response["Content-Type"] == "application/json"
     body = response.json()
     assert body["status"] == "down"
-    assert body["checks"] == {"database": "ok", "cache": "down"}
+    assert body["checks"] == {"database": "ok", "cache": "down", "storage": "ok"}
     assert body["down"] == ["cache"]
 
 
@@ -95,5 +95,5 @@ def test_ready_answers_503_naming_the_database_when_it_is_unreachable():
     )
     assert answer["status"] == 503
     assert answer["body"]["status"] == "down"
-    assert answer["body"]["checks"] == {"database": "down", "cache": "ok"}
+    assert answer["body"]["checks"] == {"database": "down", "cache": "ok", "storage": "ok"}
     assert answer["body"]["down"] == ["database"]

@@ -260,6 +260,16 @@ def quota_usage(tenant: Tenant, resource: str, *, now: datetime | None = None) -
     return counter_used(tenant.pk, resource, period_key(resource, now))
 
 
+def tenants_counting(resource: str, *, now: datetime | None = None) -> set[int]:
+    """Ids of the tenants whose counter of ``resource`` in the current period is above zero (for
+    reconciliations, which must also reach counters whose source of truth is now empty)."""
+    return set(
+        TenantUsage.all_tenants.filter(
+            resource=resource, period=period_key(resource, now), used__gt=0
+        ).values_list("tenant_id", flat=True)
+    )
+
+
 def quota_reset_periods(now: datetime | None = None) -> int:
     """Drop daily and monthly counters of past periods; return how many were dropped.
 

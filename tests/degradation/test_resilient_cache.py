@@ -128,7 +128,7 @@ def test_with_redis_stopped_the_api_answers_health_is_degraded_and_redis_is_used
             assert ready.status_code == 200
             assert ready.json() == {
                 "status": "degraded",
-                "checks": {"database": "ok", "cache": "degraded"},
+                "checks": {"database": "ok", "cache": "degraded", "storage": "ok"},
                 "down": [],
             }
             assert cache_status() == "degraded"

@@ -42,7 +42,7 @@ from rest_framework.test import APIClient
 from waffle import get_waffle_flag_model
 
 from storage.keys import file_key
-from storage.models import StoredFile
+from storage.models import MigrationItem, StorageMigration, StoredFile
 from tenants import limits
 from tenants.context import current_tenant, tenant_scope
 from tenants.exceptions import TenantScopeMissing
@@ -262,12 +262,40 @@ def _build_files(data: TenantAData) -> list[StoredFile]:
     return rows
 
 
+def _build_migration_items(data: TenantAData) -> list[MigrationItem]:
+    """A's files in the manifest of a (global, finished) storage migration; errors are markers."""
+    files = list(StoredFile.all_tenants.filter(tenant=data.tenant)) or _build_files(data)
+    migration = StorageMigration.objects.create(
+        source=settings.FILES_STORAGE,
+        target="s3",
+        runner="isolation:0",
+        heartbeat_at=timezone.now(),
+        status=StorageMigration.Status.INCOMPLETE,
+    )
+    rows = []
+    for stored in files:
+        marker = _marker("migration-error")
+        data.markers.add(marker)
+        rows.append(
+            MigrationItem.all_tenants.create(
+                migration=migration,
+                file=stored,
+                tenant=data.tenant,
+                size=stored.size,
+                state=MigrationItem.State.FAILED,
+                error=marker,
+            )
+        )
+    return rows
+
+
 #: Explicit builders for models the generic builder cannot fill sensibly.
 BUILDERS: dict[type[models.Model], Callable[[TenantAData], list[models.Model]]] = {
     Membership: _build_memberships,
     ApiKey: _build_api_keys,
     TenantUsage: _build_usage,
     StoredFile: _build_files,
+    MigrationItem: _build_migration_items,
 }
 
 

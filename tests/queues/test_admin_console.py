@@ -14,11 +14,11 @@ from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
-from queues import admin as queues_admin
 from queues import services
 from queues.models import Job, Worker
 from queues.selectors import queue_stats
 from scripts.services import free_port
+from tenants import admin as tenants_admin
 from tests.factories import TenantFactory, UserFactory, issue_key, key_client
 
 pytestmark = pytest.mark.django_db
@@ -65,7 +65,7 @@ def test_the_console_shows_each_queues_figures(staff_client):
 
 
 def test_the_changelist_counts_a_bounded_number_of_rows(staff_client, monkeypatch):
-    monkeypatch.setattr(queues_admin, "COUNT_CAP", 5)
+    monkeypatch.setattr(tenants_admin, "COUNT_CAP", 5)
     tenant = TenantFactory()
     for _ in range(8):
         _job(tenant)

@@ -4,37 +4,23 @@ S3-compatible server (moto's server mode, started by the harness), through boto3
 from __future__ import annotations
 
 import hashlib
-import io
 import re
 
 import pytest
 from django.core.files.storage import storages
 
-from storage.detection import HEAD_BYTES
 from storage.exceptions import UnsupportedFileType
 from storage.models import StoredFile
-from storage.services import file_store
 from tenants.exceptions import CrossTenantReference, FileTooLarge, QuotaExceeded
 from tenants.limits.quotas import quota_usage
 from tenants.limits.registry import STORAGE_BYTES
 from tests.factories import TenantFactory, issue_key, plan
+from tests.storage.helpers import store
 
 pytestmark = pytest.mark.django_db
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + b"\x00" * 200
 HTML = b"<!DOCTYPE html><html><script>alert(1)</script></html>"
-
-
-def store(tenant, data: bytes, name: str = "photo.png", **kwargs) -> StoredFile:
-    return file_store(
-        tenant=tenant,
-        source=io.BytesIO(data),
-        name=name,
-        size=len(data),
-        sha256=hashlib.sha256(data).hexdigest(),
-        head=data[:HEAD_BYTES],
-        **kwargs,
-    )
 
 
 def test_a_file_is_stored_under_a_key_the_platform_makes(backend):
