@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run up test bench bench-jobs lint format install clean
+.PHONY: run up test bench bench-jobs bench-migrate lint format install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -39,6 +39,9 @@ bench: install
 
 bench-jobs: install
 	$(PY) -m scripts.services run -- $(PY) bench/jobs.py
+
+bench-migrate: install
+	$(PY) -m scripts.services run -- $(PY) bench/migrate_storage.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -328,4 +328,5 @@ class Mover:
             ).update(storage=self.migration.target)
             if not switched:
                 raise TransferError("the file left the source during the copy")
-            _set_state(item, State.SWITCHED)
+            # without a source copy to delete, switched is moved (one manifest write fewer)
+            _set_state(item, State.SWITCHED if self.migration.delete_source else State.MOVED)
