@@ -12,6 +12,18 @@ Limits on what a client may send before Django sees it (gunicorn answers past th
 """
 
 import os
+import shutil
+import tempfile
+
+# Prometheus multiprocess mode: every worker writes its metrics to files in one directory, which
+# /metrics merges (metrics/multiprocess.py). prometheus_client chooses its value class when it is
+# first imported, so the variable is set before anything imports it; a directory of this server's
+# own unless PROMETHEUS_MULTIPROC_DIR names one.
+_OWN_DIRECTORY = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _OWN_DIRECTORY:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ils-prometheus-")
+
+from metrics import multiprocess  # noqa: E402  (after the variable: see above)
 
 
 def _int(name: str, default: int) -> int:
@@ -30,3 +42,21 @@ limit_request_fields = _int("GUNICORN_LIMIT_REQUEST_FIELDS", 100)
 limit_request_field_size = _int("GUNICORN_LIMIT_REQUEST_FIELD_SIZE", 8190)
 # "-": standard output; empty: no access log.
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+# Restart a worker after this many requests (0: never; a jitter spreads the restarts).
+max_requests = _int("GUNICORN_MAX_REQUESTS", 0)
+max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 0)
+
+
+def on_starting(server):
+    """Start from an empty directory: what an earlier server counted is not this one's."""
+    multiprocess.prepare(multiprocess.directory())
+
+
+def child_exit(server, worker):
+    """Fold the dead worker's metrics into the archive, so files do not pile up with restarts."""
+    multiprocess.compact(worker.pid)
+
+
+def on_exit(server):
+    if _OWN_DIRECTORY:
+        shutil.rmtree(multiprocess.directory(), ignore_errors=True)

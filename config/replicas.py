@@ -236,3 +236,20 @@ def _check_connection_params(alias: str) -> dict[str, Any]:
 
 monitor = ReplicaMonitor()
 os.register_at_fork(after_in_child=monitor._renew_lock_in_child)
+
+
+def replica_metrics() -> list:
+    """Scrape-time gauges of the replicas (``metrics.collectors.add_source``): lag and up."""
+    from prometheus_client.core import GaugeMetricFamily
+
+    lag = GaugeMetricFamily(
+        "ils_replica_lag_seconds", "Replication lag of each read replica.", labels=["replica"]
+    )
+    up = GaugeMetricFamily(
+        "ils_replica_up", "1 while the replica serves reads.", labels=["replica"]
+    )
+    for row in monitor.snapshot()[1:]:  # the first row is the primary
+        up.add_metric([row["alias"]], 1.0 if row["state"] == HEALTHY else 0.0)
+        if row["lag_seconds"] is not None:
+            lag.add_metric([row["alias"]], row["lag_seconds"])
+    return [lag, up]

@@ -60,12 +60,16 @@ INSTALLED_APPS = [
     "degradation",
     "queues",
     "storage",
+    "metrics",
     "waffle",
     "django_celery_beat",
+    "django_prometheus",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "metrics.middleware.MetricsMiddleware",  # answers /metrics; counts by plan and error code
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "corsheaders.middleware.CorsMiddleware",  # answers nothing cross-origin unless configured
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.api.ApiErrorMiddleware",
@@ -78,6 +82,7 @@ MIDDLEWARE = [
     "tenants.middleware.TenantMiddleware",
     "tenants.limits.middleware.LimitsMiddleware",
     "config.db_router.ReplicaPinningMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -547,6 +552,13 @@ if CDN_BASE_URL:
             "BACKEND": "django.core.files.storage.FileSystemStorage",
             "OPTIONS": {"location": MEDIA_ROOT / "public", "base_url": f"{CDN_BASE_URL}/"},
         }
+
+# --- Metrics (metrics/, docs/METRICS.md) --------------------------------------------------------
+# /metrics is answered before the tenant middleware, to the token or the allowed networks only.
+METRICS_PATH = "/metrics"
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
+PROMETHEUS_EXPORT_MIGRATIONS = False
 
 # --- Security (production turns these on with variables; see docs/CONFIGURATION.md) ----------
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
