@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 
-.PHONY: run up test bench bench-jobs bench-migrate lint format install clean
+.PHONY: run up test bench bench-jobs bench-migrate bench-metrics lint format install clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -42,6 +42,9 @@ bench-jobs: install
 
 bench-migrate: install
 	$(PY) -m scripts.services run -- $(PY) bench/migrate_storage.py
+
+bench-metrics: install
+	$(PY) -m scripts.services run -- $(PY) bench/metrics.py
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -582,10 +582,11 @@ def describe(args: argparse.Namespace, wrk: str, probes_info: str) -> str:
 # --- Main -------------------------------------------------------------------------------------
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def load_arguments(description: str, *, seconds: int) -> argparse.Namespace:
+    """The load options every server-against-ceiling bench takes (this one, bench/metrics.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of every target")
-    parser.add_argument("--seconds", type=int, default=10, help="duration of each wrk run")
+    parser.add_argument("--seconds", type=int, default=seconds, help="duration of each wrk run")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers per server")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
@@ -600,7 +601,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def main() -> int:
-    args = parse_args()
+    args = load_arguments(__doc__.splitlines()[0], seconds=10)
     database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
     if not (database_url and redis_url):
         sys.exit(

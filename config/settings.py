@@ -66,10 +66,19 @@ INSTALLED_APPS = [
     "django_prometheus",
 ]
 
+# Metrics on the request path (docs/METRICS.md); the switches exist for bench/metrics.py, which
+# measures each one's cost against the same server without it.
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+METRICS_DJANGO_PROMETHEUS = METRICS_ENABLED and env.bool("METRICS_DJANGO_PROMETHEUS", default=True)
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "metrics.middleware.MetricsMiddleware",  # answers /metrics; counts by plan and error code
-    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    # answers /metrics; counts by plan and error code; the query monitor's and usage's unit
+    *(["metrics.middleware.MetricsMiddleware"] if METRICS_ENABLED else []),
+    *(
+        ["django_prometheus.middleware.PrometheusBeforeMiddleware"]
+        if METRICS_DJANGO_PROMETHEUS
+        else []
+    ),
     "corsheaders.middleware.CorsMiddleware",  # answers nothing cross-origin unless configured
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.api.ApiErrorMiddleware",
@@ -82,7 +91,11 @@ MIDDLEWARE = [
     "tenants.middleware.TenantMiddleware",
     "tenants.limits.middleware.LimitsMiddleware",
     "config.db_router.ReplicaPinningMiddleware",
-    "django_prometheus.middleware.PrometheusAfterMiddleware",
+    *(
+        ["django_prometheus.middleware.PrometheusAfterMiddleware"]
+        if METRICS_DJANGO_PROMETHEUS
+        else []
+    ),
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -343,6 +356,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"queue": "cleanup"},
     },
+    "metrics.roll_up_usage": {
+        "task": "metrics.roll_up_usage",
+        "schedule": 3600.0,
+        "options": {"queue": "cleanup"},
+    },
     "storage.report_orphans": {
         "task": "storage.report_orphans",
         "schedule": env.float("FILES_ORPHAN_REPORT_SECONDS", default=86400.0),
@@ -559,6 +577,26 @@ METRICS_PATH = "/metrics"
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
 PROMETHEUS_EXPORT_MIGRATIONS = False
+# The query monitor (metrics/queries/): fingerprints of the SQL a sample of requests runs, slow
+# queries (logged with their plan) and N+1s (the same query this many times in one request).
+QUERY_MONITOR_ENABLED = env.bool("QUERY_MONITOR_ENABLED", default=True)
+QUERY_MONITOR_SAMPLE_RATE = env.float("QUERY_MONITOR_SAMPLE_RATE", default=0.1)
+QUERY_MONITOR_N_PLUS_ONE = env.int("QUERY_MONITOR_N_PLUS_ONE", default=5)
+QUERY_MONITOR_FLUSH_SECONDS = env.float("QUERY_MONITOR_FLUSH_SECONDS", default=30.0)
+# Query parameters can hold personal data: kept out of storage and plans unless this is on.
+QUERY_MONITOR_STORE_PARAMS = env.bool("QUERY_MONITOR_STORE_PARAMS", default=False)
+SLOW_QUERY_MS = env.float("SLOW_QUERY_MS", default=200.0)
+# Per-tenant usage metrics (metrics/usage.py): each process adds its counts to hourly rows this
+# often; beat rolls days up and keeps hourly rows and daily rows this many days.
+TENANT_METRICS_ENABLED = env.bool("TENANT_METRICS_ENABLED", default=True)
+TENANT_METRICS_FLUSH_SECONDS = env.float("TENANT_METRICS_FLUSH_SECONDS", default=10.0)
+TENANT_METRICS_HOURLY_DAYS = env.int("TENANT_METRICS_HOURLY_DAYS", default=14)
+TENANT_METRICS_DAILY_DAYS = env.int("TENANT_METRICS_DAILY_DAYS", default=400)
+# /metrics exports the top tenants by requests this hour under a `tenant` label (the rest: other).
+TENANT_METRICS_TOP_N = env.int("TENANT_METRICS_TOP_N", default=10)
+# The index advisor keeps a proposal only if it cuts the plan's cost by at least this share.
+INDEX_ADVISOR_MIN_GAIN = env.float("INDEX_ADVISOR_MIN_GAIN", default=0.3)
+INDEX_ADVISOR_TOP_QUERIES = env.int("INDEX_ADVISOR_TOP_QUERIES", default=50)
 
 # --- Security (production turns these on with variables; see docs/CONFIGURATION.md) ----------
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from config import health, ops
 from config.admin_login import admin_login
 from degradation.api import ActiveFlagsView
+from metrics.api import QueryHealthView, QueryMetricsView, UsageMetricsView
 from queues.ops import QueueHealthView, QueueStatsView
 from storage.health import StorageHealthView
 
@@ -16,6 +17,7 @@ handler500 = "config.api.handler500"
 urlpatterns = [
     path("health/live", health.live, name="health-live"),
     path("health/ready", health.ready, name="health-ready"),
+    path("api/v1/usage/metrics", UsageMetricsView.as_view(), name="usage-metrics"),
     path("api/v1/", include("tenants.urls")),
     path("api/v1/flags/", ActiveFlagsView.as_view(), name="flags-active"),
     path("api/v1/", include("queues.urls")),
@@ -25,6 +27,8 @@ urlpatterns = [
     path("api/queues/stats", QueueStatsView.as_view(), name="queues-stats"),
     path("api/queues/health", QueueHealthView.as_view(), name="queues-health"),
     path("api/storage/health", StorageHealthView.as_view(), name="storage-health"),
+    path("api/query-optimizer/metrics", QueryMetricsView.as_view(), name="query-metrics"),
+    path("api/query-optimizer/health", QueryHealthView.as_view(), name="query-health"),
     path("api/schema/", SpectacularAPIView.as_view(permission_classes=[]), name="api-schema"),
     path(
         "api/docs/",

@@ -7,4 +7,7 @@ class MetricsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from metrics import checks  # noqa: F401  (registers the checks)
+        from metrics import (
+            checks,  # noqa: F401  (registers the checks)
+            jobs,  # noqa: F401  (observes jobs through queues' signals)
+        )

@@ -14,10 +14,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 
+from django.conf import settings
+from django.db.models import F, Sum
+from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from degradation.breakers import CLOSED, HALF_OPEN, OPEN, all_breakers
+from metrics.models import TenantUsageHour
 from queues.selectors import queue_stats
 
 logger = logging.getLogger(__name__)
@@ -66,8 +70,44 @@ def _queues() -> list[GaugeMetricFamily]:
     return [jobs, oldest, depth, finished, workers]
 
 
+def _top_tenants() -> list[GaugeMetricFamily]:
+    """The ``TENANT_METRICS_TOP_N`` tenants with most requests this hour, by slug, and the rest
+    summed as ``other``: a bounded label set whatever the number of tenants (two queries on the
+    hour's rows, which ``metrics_usage_hour_idx`` finds)."""
+    failed = F("errors_4xx") + F("errors_5xx")
+    this_hour = TenantUsageHour.all_tenants.filter(
+        hour=timezone.now().replace(minute=0, second=0, microsecond=0)
+    )
+    top = list(
+        this_hour.annotate(errors=failed)
+        .order_by("-requests", "tenant_id")
+        .values_list("tenant__slug", "requests", "errors")[: settings.TENANT_METRICS_TOP_N]
+    )
+    totals = this_hour.aggregate(requests=Sum("requests"), errors=Sum(failed))
+    requests = GaugeMetricFamily(
+        "ils_tenant_requests_this_hour",
+        "Requests this hour of the busiest tenants (the rest: other).",
+        labels=["tenant"],
+    )
+    errors = GaugeMetricFamily(
+        "ils_tenant_errors_this_hour",
+        "Error answers this hour of the busiest tenants (the rest: other).",
+        labels=["tenant"],
+    )
+    for slug, count, failed in top:
+        requests.add_metric([slug], count)
+        errors.add_metric([slug], failed)
+    requests.add_metric(["other"], (totals["requests"] or 0) - sum(row[1] for row in top))
+    errors.add_metric(["other"], (totals["errors"] or 0) - sum(row[2] for row in top))
+    return [requests, errors]
+
+
 Source = Callable[[], Iterable[Metric]]
-SOURCES: dict[str, Source] = {"breakers": _breakers, "queues": _queues}
+SOURCES: dict[str, Source] = {
+    "breakers": _breakers,
+    "queues": _queues,
+    "top_tenants": _top_tenants,
+}
 
 
 def add_source(name: str, source: Source) -> None:

@@ -29,6 +29,7 @@ from queues.exceptions import UnknownJobKind
 from queues.kinds import JobContext, JobKind, get_kind
 from queues.models import Job
 from queues.publisher import broker_configured
+from queues.signals import job_finished, job_started
 from tenants.context import tenant_scope
 
 logger = logging.getLogger(__name__)
@@ -163,6 +164,17 @@ def run_job(job_id: int, *, worker: str) -> str:
     return outcome
 
 
+@contextmanager
+def _announced(job: Job):
+    """``job_started`` before the handler, ``job_finished`` after it (``queues.signals``)."""
+    signal_args = {"kind": job.kind, "job_id": job.pk, "tenant_id": job.tenant_id}
+    job_started.send(sender=Job, **signal_args)
+    try:
+        yield
+    finally:
+        job_finished.send(sender=Job, **signal_args)
+
+
 def _run(job: Job, worker: str) -> str:
     """Run a job this worker has claimed; returns its outcome."""
     job_id = job.pk
@@ -176,7 +188,7 @@ def _run(job: Job, worker: str) -> str:
     if _over_kind_rate(kind):
         return _give_back(job_id, worker)
     context = JobContext(job_id=job.pk, attempt=job.attempts, tenant_id=job.tenant_id)
-    with _lease_renewed(job_id, worker), tenant_scope(job.tenant):
+    with _lease_renewed(job_id, worker), tenant_scope(job.tenant), _announced(job):
         try:
             with transaction.atomic():
                 result = kind.handler(job.payload, context)

@@ -108,6 +108,9 @@ def postgres_server(extra_conf: dict[str, str] | None = None) -> Iterator[str]:
             "synchronous_commit": "off",
             "full_page_writes": "off",
             "max_connections": "200",
+            # the index advisor reads pg_stat_statements (metrics/queries/advisor/)
+            "shared_preload_libraries": "'pg_stat_statements'",
+            "pg_stat_statements.track": "all",
         }
         conf.update(extra_conf or {})
         with (data / "postgresql.conf").open("a") as handle:

@@ -85,6 +85,14 @@ def _clean_cache():
 
 
 @pytest.fixture(autouse=True)
+def _metrics_without_their_threads(settings):
+    """The flush threads of the query monitor and the per-tenant usage would write outside the
+    test's transaction: tests flush by hand (``store.flush()``, ``usage.table.flush()``)."""
+    settings.QUERY_MONITOR_FLUSH_SECONDS = 0
+    settings.TENANT_METRICS_FLUSH_SECONDS = 0
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings):
     """Factories hash a password per user; the production hasher is slow on purpose."""
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -41,6 +41,7 @@ from django.utils.regex_helper import normalize
 from rest_framework.test import APIClient
 from waffle import get_waffle_flag_model
 
+from metrics.models import TenantUsageDay, TenantUsageHour
 from storage.keys import file_key
 from storage.models import MigrationItem, StorageMigration, StoredFile
 from tenants import limits
@@ -289,6 +290,26 @@ def _build_migration_items(data: TenantAData) -> list[MigrationItem]:
     return rows
 
 
+def _build_usage_figures(model):
+    """Per-tenant usage rows (an hour, a day apart) whose request counts are markers."""
+
+    def build(data: TenantAData) -> list[models.Model]:
+        rows = []
+        for back in range(2):
+            requests = secrets.randbelow(9 * 10**12) + 10**12  # 13 digits: never B's count
+            data.markers.add(str(requests))
+            moment = timezone.now() - datetime.timedelta(days=back)
+            period = (
+                {"hour": moment.replace(minute=0, second=0, microsecond=0)}
+                if model is TenantUsageHour
+                else {"day": moment.date()}
+            )
+            rows.append(model.all_tenants.create(tenant=data.tenant, requests=requests, **period))
+        return rows
+
+    return build
+
+
 #: Explicit builders for models the generic builder cannot fill sensibly.
 BUILDERS: dict[type[models.Model], Callable[[TenantAData], list[models.Model]]] = {
     Membership: _build_memberships,
@@ -296,6 +317,8 @@ BUILDERS: dict[type[models.Model], Callable[[TenantAData], list[models.Model]]] 
     TenantUsage: _build_usage,
     StoredFile: _build_files,
     MigrationItem: _build_migration_items,
+    TenantUsageHour: _build_usage_figures(TenantUsageHour),
+    TenantUsageDay: _build_usage_figures(TenantUsageDay),
 }
 
 

@@ -7,6 +7,7 @@ from django.apps import apps
 from django.db import connection, models
 from django.test.utils import isolate_apps
 
+from metrics.models import TenantUsageHour
 from queues.models import Job
 from storage.models import MigrationItem
 from tenants import checks
@@ -195,15 +196,17 @@ def test_tenant_and_id_unique_constraint_exists_in_the_database(model):
 @pytest.mark.parametrize("model", SCOPED_MODELS, ids=lambda m: m._meta.label)
 def test_indexes_lead_with_the_tenant(model):
     """Indexes lead with tenant_id, except the documented lookups made before the tenant is known
-    (an API key by prefix, an invitation by its token's hash), the job rescuer's scan of running
-    jobs across tenants (a partial index), the console's and pruner's scan of finished jobs by
-    time, and migrate_storage's walk of one migration's manifest (all its tenants at once)."""
+        (an API key by prefix, an invitation by its token's hash), the job rescuer's scan of running
+        jobs across tenants (a partial index), the console's and pruner's scan of finished jobs by
+        time, migrate_storage's walk of one migration's manifest (all its tenants at once), and the
+    per-tenant usage rows of one hour across tenants (the top-tenants gauge, rollups, pruning)."""
     exceptions = {
         (ApiKey, "tenants_apikey_prefix_idx"),
         (Invitation, "tenants_invitation_token_idx"),
         (Job, "queues_job_lease_idx"),
         (Job, "queues_job_finished_idx"),
         (MigrationItem, "storage_item_state_idx"),
+        (TenantUsageHour, "metrics_usage_hour_idx"),
     }
     for index in model._meta.indexes:
         if (model, index.name) in exceptions:
