@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 from config import health, ops
 from config.admin_login import admin_login
 from degradation.api import ActiveFlagsView
-from metrics.api import QueryHealthView, QueryMetricsView, UsageMetricsView
+from metrics.api import QueryHealthView, QueryMetricsView, TenantsTopView, UsageMetricsView
 from queues.ops import QueueHealthView, QueueStatsView
 from storage.health import StorageHealthView
 
@@ -24,6 +24,7 @@ urlpatterns = [
     path("api/v1/", include("storage.urls")),
     path("api/degradation/", include("degradation.urls")),
     path("api/ops/replicas", ops.ReplicasView.as_view(), name="ops-replicas"),
+    path("api/ops/tenants/top", TenantsTopView.as_view(), name="ops-tenants-top"),
     path("api/queues/stats", QueueStatsView.as_view(), name="queues-stats"),
     path("api/queues/health", QueueHealthView.as_view(), name="queues-health"),
     path("api/storage/health", StorageHealthView.as_view(), name="storage-health"),

@@ -1,5 +1,6 @@
 """The metrics app's API: the query optimizer's ops API on the seed's paths, and the calling
-tenant's own usage metrics (``/api/v1/usage/metrics``).
+tenant's own usage metrics (``/api/v1/usage/metrics``), the busiest tenants for staff
+(``/api/ops/tenants/top``).
 
 * ``/api/query-optimizer/metrics`` (staff): the costliest fingerprints of the query monitor, a
   bounded top list (``?limit=`` 1 to 200, default 50, by total time), ``?slowOnly=true`` for those
@@ -12,7 +13,7 @@ tenant's own usage metrics (``/api/v1/usage/metrics``).
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
@@ -27,6 +28,7 @@ from rest_framework.views import APIView
 
 from metrics.models import QueryFingerprint, TenantUsageDay, TenantUsageHour
 from metrics.queries.monitor import store
+from metrics.selectors import ORDERINGS, busiest_tenants, this_hour
 
 _LIMIT = re.compile(r"[0-9]{1,3}")
 MAX_LIMIT = 200
@@ -50,6 +52,13 @@ class FingerprintWithPlanSerializer(FingerprintSerializer):
         fields = [*FingerprintSerializer.Meta.fields, "plan", "plan_at"]
 
 
+def _bounded(request, name: str, default: int, top: int) -> int:
+    raw = request.query_params.get(name, str(default))
+    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= top:
+        raise ValidationError({name: [f"Must be an integer from 1 to {top}."]})
+    return int(raw)
+
+
 def _flag(request, name: str) -> bool:
     raw = request.query_params.get(name, "false")
     if raw not in ("true", "false"):
@@ -69,9 +78,7 @@ class QueryMetricsView(APIView):
         responses=FingerprintWithPlanSerializer(many=True),
     )
     def get(self, request):
-        raw = request.query_params.get("limit", "50")
-        if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= MAX_LIMIT:
-            raise ValidationError({"limit": [f"Must be an integer from 1 to {MAX_LIMIT}."]})
+        limit = _bounded(request, "limit", 50, MAX_LIMIT)
         rows = QueryFingerprint.objects.order_by("-total_ms")
         if _flag(request, "slowOnly"):
             rows = rows.filter(max_ms__gte=settings.SLOW_QUERY_MS)
@@ -81,7 +88,7 @@ class QueryMetricsView(APIView):
         return Response(
             {
                 "slow_query_ms": settings.SLOW_QUERY_MS,
-                "fingerprints": serializer(rows[: int(raw)], many=True).data,
+                "fingerprints": serializer(rows[:limit], many=True).data,
             }
         )
 
@@ -177,3 +184,44 @@ class UsageMetricsView(ListAPIView):
             raise ValidationError({"granularity": ["hour or day."]})
         model = TenantUsageHour if granularity == "hour" else TenantUsageDay
         return model.objects.all()
+
+
+class TenantTopSerializer(serializers.Serializer):
+    tenant_id = serializers.IntegerField()
+    slug = serializers.CharField()
+    requests = serializers.IntegerField(source="figures.requests")
+    errors = serializers.IntegerField()
+    rejected = serializers.IntegerField(source="figures.rejected")
+    bytes_in = serializers.IntegerField(source="figures.bytes_in")
+    bytes_out = serializers.IntegerField(source="figures.bytes_out")
+    jobs = serializers.IntegerField(source="figures.jobs")
+    latency_p95_ms = serializers.SerializerMethodField()
+
+    def get_latency_p95_ms(self, row) -> float | None:
+        return row.figures.latency_percentile(0.95)
+
+
+class TenantsTopView(APIView):
+    """The busiest tenants over the last ``hours`` (1-168, default 24) by ``by`` (requests,
+    errors, bytes_out or latency: total time), ``limit`` 1-100 (default 10). Staff only."""
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("hours", OpenApiTypes.INT, description="1 to 168."),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 100."),
+            OpenApiParameter("by", str, enum=sorted(ORDERINGS)),
+        ],
+        responses=TenantTopSerializer(many=True),
+    )
+    def get(self, request):
+        hours = _bounded(request, "hours", 24, 168)
+        limit = _bounded(request, "limit", 10, 100)
+        by = request.query_params.get("by", "requests")
+        if by not in ORDERINGS:
+            raise ValidationError({"by": [f"One of {', '.join(sorted(ORDERINGS))}."]})
+        rows = busiest_tenants(since=this_hour() - timedelta(hours=hours - 1), limit=limit, by=by)
+        return Response(
+            {"hours": hours, "by": by, "tenants": TenantTopSerializer(rows, many=True).data}
+        )

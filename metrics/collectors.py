@@ -15,13 +15,11 @@ import logging
 from collections.abc import Callable, Iterable
 
 from django.conf import settings
-from django.db.models import F, Sum
-from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from degradation.breakers import CLOSED, HALF_OPEN, OPEN, all_breakers
-from metrics.models import TenantUsageHour
+from metrics.selectors import busiest_tenants, this_hour, totals_since
 from queues.selectors import queue_stats
 
 logger = logging.getLogger(__name__)
@@ -74,16 +72,9 @@ def _top_tenants() -> list[GaugeMetricFamily]:
     """The ``TENANT_METRICS_TOP_N`` tenants with most requests this hour, by slug, and the rest
     summed as ``other``: a bounded label set whatever the number of tenants (two queries on the
     hour's rows, which ``metrics_usage_hour_idx`` finds)."""
-    failed = F("errors_4xx") + F("errors_5xx")
-    this_hour = TenantUsageHour.all_tenants.filter(
-        hour=timezone.now().replace(minute=0, second=0, microsecond=0)
-    )
-    top = list(
-        this_hour.annotate(errors=failed)
-        .order_by("-requests", "tenant_id")
-        .values_list("tenant__slug", "requests", "errors")[: settings.TENANT_METRICS_TOP_N]
-    )
-    totals = this_hour.aggregate(requests=Sum("requests"), errors=Sum(failed))
+    since = this_hour()
+    top = busiest_tenants(since=since, limit=settings.TENANT_METRICS_TOP_N)
+    totals = totals_since(since)
     requests = GaugeMetricFamily(
         "ils_tenant_requests_this_hour",
         "Requests this hour of the busiest tenants (the rest: other).",
@@ -94,11 +85,13 @@ def _top_tenants() -> list[GaugeMetricFamily]:
         "Error answers this hour of the busiest tenants (the rest: other).",
         labels=["tenant"],
     )
-    for slug, count, failed in top:
-        requests.add_metric([slug], count)
-        errors.add_metric([slug], failed)
-    requests.add_metric(["other"], (totals["requests"] or 0) - sum(row[1] for row in top))
-    errors.add_metric(["other"], (totals["errors"] or 0) - sum(row[2] for row in top))
+    for row in top:
+        requests.add_metric([row.slug], row.figures.requests)
+        errors.add_metric([row.slug], row.errors)
+    requests.add_metric(["other"], totals.requests - sum(row.figures.requests for row in top))
+    errors.add_metric(
+        ["other"], totals.errors_4xx + totals.errors_5xx - sum(row.errors for row in top)
+    )
     return [requests, errors]
 
 

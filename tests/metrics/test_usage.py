@@ -149,3 +149,42 @@ def test_prometheus_gets_the_busiest_tenants_and_the_rest_as_other(settings):
     }
     errors = {s.labels["tenant"]: s.value for s in families["ils_tenant_errors_this_hour"].samples}
     assert errors["other"] == 1 + 2 + 3 and len(errors) == 4
+
+
+def test_the_busiest_tenants_for_staff_only_ordered_as_asked(api_client, admin_client):
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    calm, busy, failing = TenantFactory(), TenantFactory(), TenantFactory()
+    for tenant, requests, errors in ((calm, 5, 0), (busy, 500, 1), (failing, 50, 40)):
+        TenantUsageHour.all_tenants.create(tenant=tenant, hour=hour, requests=requests,
+                                           errors_5xx=errors, latency_le_100ms=requests)  # fmt: skip
+    TenantUsageHour.all_tenants.create(tenant=calm, hour=hour - timedelta(days=3), requests=10**6)
+
+    assert api_client.get("/api/ops/tenants/top").status_code in (401, 403)
+    assert key_client(issue_key(calm)[1]).get("/api/ops/tenants/top").status_code == 403
+    top = admin_client.get("/api/ops/tenants/top").json()
+    assert [t["slug"] for t in top["tenants"]] == [busy.slug, failing.slug, calm.slug]
+    assert top["tenants"][0]["requests"] == 500 and top["tenants"][0]["latency_p95_ms"] == 97.5
+    by_errors = admin_client.get("/api/ops/tenants/top?by=errors&limit=1").json()["tenants"]
+    assert [t["slug"] for t in by_errors] == [failing.slug]
+    week = admin_client.get("/api/ops/tenants/top?hours=168").json()["tenants"]
+    assert week[0]["slug"] == calm.slug  # its old hour counts over a week
+    for bad in ("?hours=0", "?hours=169", "?limit=101", "?by=tenant", "?hours=%D9%A1"):
+        assert admin_client.get(f"/api/ops/tenants/top{bad}").status_code == 400, bad
+
+
+def test_the_admin_shows_the_busiest_tenants_and_a_tenants_charts(admin_client, client):
+    tenant = TenantFactory()
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    TenantUsageHour.all_tenants.create(tenant=tenant, hour=hour, requests=42, errors_5xx=2,
+                                       latency_le_50ms=42, jobs=3)  # fmt: skip
+    busiest = admin_client.get("/admin/metrics/tenantusagehour/busiest/").content.decode()
+    assert (
+        tenant.slug in busiest and f"/admin/metrics/tenantusagehour/tenant/{tenant.pk}/" in busiest
+    )
+    page = admin_client.get(f"/admin/metrics/tenantusagehour/tenant/{tenant.pk}/").content.decode()
+    assert "42 requests, 2 errors, 3 jobs" in page
+    assert page.count("<rect") == 48 * 3  # 48 hours: requests and errors, and p95
+    assert "<script" not in page.split('id="content-main"')[1]
+    assert admin_client.get("/admin/metrics/tenantusagehour/tenant/999999/").status_code == 404
+    assert client.get(f"/admin/metrics/tenantusagehour/tenant/{tenant.pk}/").status_code == 302
+    assert admin_client.get("/admin/metrics/tenantusagehour/").status_code == 200
