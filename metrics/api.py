@@ -138,6 +138,9 @@ class UsagePeriodSerializer(serializers.Serializer):
     latency_p95_ms = serializers.FloatField(allow_null=True)
     latency_p99_ms = serializers.FloatField(allow_null=True)
     jobs = serializers.IntegerField(help_text="Jobs run.")
+    cache_hits = serializers.IntegerField()
+    cache_misses = serializers.IntegerField()
+    cache_hit_rate = serializers.FloatField(allow_null=True, help_text="0 to 1.")
 
     def to_representation(self, row):
         start = (
@@ -150,7 +153,7 @@ class UsagePeriodSerializer(serializers.Serializer):
                 "start": start,
                 **{name: getattr(row, name) for name in (
                     "requests", "errors_4xx", "errors_5xx", "rejected", "bytes_in",
-                    "bytes_out", "jobs",
+                    "bytes_out", "jobs", "cache_hits", "cache_misses", "cache_hit_rate",
                 )},
                 "latency_mean_ms": row.latency_ms_total / row.requests if row.requests else None,
                 "latency_p50_ms": row.latency_percentile(0.5),

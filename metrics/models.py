@@ -53,7 +53,7 @@ LATENCY_FIELDS = (*(f"latency_le_{bound}ms" for bound in LATENCY_BOUNDS_MS), "la
 #: The counters of a per-tenant row, summed by the flushes and the daily rollup.
 USAGE_FIELDS = (
     "requests", "errors_4xx", "errors_5xx", "rejected", "bytes_in", "bytes_out",
-    "latency_ms_total", *LATENCY_FIELDS, "jobs",
+    "latency_ms_total", *LATENCY_FIELDS, "jobs", "cache_hits", "cache_misses",
 )  # fmt: skip
 
 
@@ -71,9 +71,16 @@ class TenantUsageFigures(TenantScopedModel):
         vars()[_field] = models.PositiveBigIntegerField(default=0)
     del _field
     jobs = models.PositiveBigIntegerField(default=0, help_text="Jobs run.")
+    cache_hits = models.PositiveBigIntegerField(default=0, help_text="Tenant cache hits.")
+    cache_misses = models.PositiveBigIntegerField(default=0, help_text="Tenant cache misses.")
 
     class Meta(TenantScopedModel.Meta):
         abstract = True
+
+    @property
+    def cache_hit_rate(self) -> float | None:
+        looked_up = self.cache_hits + self.cache_misses
+        return self.cache_hits / looked_up if looked_up else None
 
     def latency_percentile(self, share: float) -> float | None:
         """The latency under which ``share`` of the requests were answered (ms, interpolated

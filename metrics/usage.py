@@ -2,7 +2,8 @@
 
 On the request path (``MetricsMiddleware``) and when a job runs (``queues`` signals) the counts go
 into this process's table, keyed by tenant and hour: a dict update under a lock, no query, no
-round trip. Every ``TENANT_METRICS_FLUSH_SECONDS`` a thread of the process adds its table to
+round trip. The tenant cache's hits and misses are the counters ``tenants.cache`` keeps per
+process (``cache_counters``): each flush adds what they grew by since the one before. Every ``TENANT_METRICS_FLUSH_SECONDS`` a thread of the process adds its table to
 ``TenantUsageHour`` in one statement (``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``:
 processes flushing at once add up, none overwrites another). Beat rolls finished days up into
 ``TenantUsageDay`` and deletes rows past their retention (``metrics.tasks``).
@@ -36,6 +37,8 @@ from metrics.models import (
     TenantUsageDay,
     TenantUsageHour,
 )
+from tenants.cache import cache_counters
+from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +58,7 @@ class UsageTable:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._rows: dict[tuple[int, int], Counter] = {}
+        self._cache_seen: dict[int, dict[str, int]] = {}
         self.flusher = Flusher("tenant-usage", self.flush, "TENANT_METRICS_FLUSH_SECONDS")
 
     def add(self, tenant_id: int, **amounts: float) -> None:
@@ -67,7 +71,19 @@ class UsageTable:
         self.flusher.ensure_running()
 
     def take(self) -> dict[tuple[int, int], Counter]:
+        """This process's rows, and the tenant cache's growth since the last take, emptied."""
+        counters = cache_counters()
         with self._lock:
+            for tenant_id, counts in counters.items():
+                seen = self._cache_seen.get(tenant_id, {})
+                grown = {
+                    f"cache_{outcome}": counts[outcome] - seen.get(outcome, 0)
+                    for outcome in ("hits", "misses")
+                }
+                if any(grown.values()):
+                    hour = int(time.time() // 3600)
+                    self._rows.setdefault((tenant_id, hour), Counter()).update(grown)
+            self._cache_seen = counters
             rows, self._rows = self._rows, {}
         return rows
 
@@ -76,13 +92,28 @@ class UsageTable:
         rows = self.take()
         if not rows:
             return 0
-        table = TenantUsageHour._meta.db_table
-        columns = ["tenant_id", "hour", *USAGE_FIELDS]
+        try:
+            written = self._write(rows)
+        except Exception as error:
+            dropped.inc(len(rows))
+            logger.warning("Per-tenant usage of %s rows dropped: %r", len(rows), error)
+            return 0
+        return written
+
+    def _write(self, rows: dict[tuple[int, int], Counter]) -> int:
+        # a tenant deleted since its requests would fail the whole statement: its rows go
+        ids = {tenant_id for tenant_id, _ in rows}
+        alive = set(Tenant.objects.filter(pk__in=ids).values_list("pk", flat=True))
         values = [
             [tenant_id, datetime.fromtimestamp(hour * 3600, tz=UTC)]
             + [counts.get(name, 0) for name in USAGE_FIELDS]
             for (tenant_id, hour), counts in sorted(rows.items())
+            if tenant_id in alive
         ]
+        if not values:
+            return 0
+        table = TenantUsageHour._meta.db_table
+        columns = ["tenant_id", "hour", *USAGE_FIELDS]
         placeholders = ", ".join(["(" + ", ".join(["%s"] * len(columns)) + ")"] * len(values))
         updates = ", ".join(f'"{name}" = cur."{name}" + excluded."{name}"' for name in USAGE_FIELDS)
         quoted = ", ".join(f'"{name}"' for name in columns)
@@ -91,13 +122,8 @@ class UsageTable:
             f'INSERT INTO "{table}" AS cur ({quoted}) VALUES {placeholders} '  # noqa: S608
             f'ON CONFLICT ("tenant_id", "hour") DO UPDATE SET {updates}'
         )
-        try:
-            with transaction.atomic(), connection.cursor() as cursor:
-                cursor.execute(sql, [value for row in values for value in row])
-        except Exception as error:
-            dropped.inc(len(values))
-            logger.warning("Per-tenant usage of %s rows dropped: %r", len(values), error)
-            return 0
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql, [value for row in values for value in row])
         return len(values)
 
 

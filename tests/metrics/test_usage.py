@@ -17,6 +17,8 @@ from metrics import usage
 from metrics.collectors import SharedStateCollector
 from metrics.models import TenantUsageDay, TenantUsageHour
 from queues import services
+from tenants.cache import tenant_cache
+from tenants.context import tenant_scope
 from tests.factories import TenantFactory, issue_key, key_client
 
 pytestmark = pytest.mark.django_db
@@ -188,3 +190,28 @@ def test_the_admin_shows_the_busiest_tenants_and_a_tenants_charts(admin_client, 
     assert admin_client.get("/admin/metrics/tenantusagehour/tenant/999999/").status_code == 404
     assert client.get(f"/admin/metrics/tenantusagehour/tenant/{tenant.pk}/").status_code == 302
     assert admin_client.get("/admin/metrics/tenantusagehour/").status_code == 200
+
+
+def test_the_tenant_caches_hits_and_misses_are_added_per_flush():
+    tenant = TenantFactory()
+    with tenant_scope(tenant):
+        tenant_cache.get_or_set("probe", lambda: 1)  # a miss
+        tenant_cache.get_or_set("probe", lambda: 2)  # a hit
+        tenant_cache.get_or_set("probe", lambda: 3)  # a hit
+    usage.table.flush()
+    row = _hour_row(tenant)
+    assert (row.cache_hits, row.cache_misses) == (2, 1)
+    assert row.cache_hit_rate == pytest.approx(2 / 3)
+    usage.table.flush()  # nothing grew: nothing added twice
+    assert _hour_row(tenant).cache_hits == 2
+    figures = key_client(issue_key(tenant)[1]).get("/api/v1/usage/metrics").json()["results"][0]
+    assert figures["cache_hits"] == 2 and figures["cache_hit_rate"] == pytest.approx(2 / 3)
+
+
+def test_a_tenant_deleted_before_the_flush_does_not_cost_the_others_their_rows():
+    kept, gone = TenantFactory(), TenantFactory()
+    usage.record_job(kept.pk)
+    usage.record_job(gone.pk)
+    gone.delete()
+    assert usage.table.flush() == 1
+    assert _hour_row(kept).jobs == 1
