@@ -106,7 +106,7 @@ BENCH = ROOT / "bench"
 LUA_SCRIPT = BENCH / "ceiling_wrk.lua"
 sys.path.insert(0, str(ROOT))
 
-from bench.report import table_line, total_memory_gib  # noqa: E402
+from bench.report import print_table, total_memory_gib  # noqa: E402
 from scripts.services import free_port  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -545,11 +545,8 @@ def pooled_cells(target: Target) -> list[str]:
 
 def print_target(target: Target) -> None:
     print(f"\n### {target.name}: GET {target.path}\n")
-    print(table_line(list(COLUMNS)))
-    print(table_line(["---"] * len(COLUMNS)))
-    for number, result in enumerate(target.rounds, 1):
-        print(table_line(round_cells(str(number), result)))
-    print(table_line(pooled_cells(target)))
+    rounds = [round_cells(str(number), result) for number, result in enumerate(target.rounds, 1)]
+    print_table(COLUMNS, [*rounds, pooled_cells(target)])
 
 
 def command_breakdown(target: Target) -> str:

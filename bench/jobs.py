@@ -90,7 +90,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import table_line, total_memory_gib  # noqa: E402
+from bench.report import print_table, total_memory_gib  # noqa: E402
 from scripts.services import ServiceUnavailable, redis_server  # noqa: E402
 
 CELERY = str(Path(sys.executable).parent / "celery")
@@ -481,10 +481,7 @@ def describe(args: argparse.Namespace, broker_url: str) -> str:
 
 def print_results(results: list[Result]) -> None:
     print()
-    print(table_line(list(COLUMNS)))
-    print(table_line(["---"] * len(COLUMNS)))
-    for result in results:
-        print(table_line(result_cells(result)))
+    print_table(COLUMNS, [result_cells(result) for result in results])
     print()
     for result in results:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(result.dispatch.counts.items()))

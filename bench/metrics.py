@@ -106,7 +106,7 @@ from bench.ceiling import (  # noqa: E402
     setup_project,
     warm_up,
 )
-from bench.report import table_line  # noqa: E402
+from bench.report import print_table  # noqa: E402
 
 PATH = "/api/v1/tenant/"
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -224,10 +224,7 @@ def report(targets: list[Target]) -> None:
     by_name = {target.name: target for target in targets}
     reference, ceiling = by_name[REFERENCE], by_name[CEILING]
     print(f"\n### GET {PATH} by metrics feature, against the bare ceilings\n")
-    print(table_line(list(COLUMNS)))
-    print(table_line(["---"] * len(COLUMNS)))
-    for target in targets:
-        print(table_line(summary_cells(target, reference, ceiling)))
+    print_table(COLUMNS, [summary_cells(target, reference, ceiling) for target in targets])
     print(
         f"\nus/request vs {REFERENCE} = 1e6/req_s(target) - 1e6/req_s({REFERENCE}), from the "
         "median req/s: machine time per request (throughput), not latency, since wrk, the "

@@ -61,7 +61,7 @@ from urllib.parse import urlsplit
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import table_line, total_memory_gib  # noqa: E402
+from bench.report import print_table, total_memory_gib  # noqa: E402
 
 KIB, MIB = 1024, 1024**2
 REGION = "us-east-1"
@@ -328,10 +328,7 @@ def cells(result: Result) -> list[str]:
 
 def print_results(results: list[Result]) -> None:
     print()
-    print(table_line(list(COLUMNS)))
-    print(table_line(["---"] * len(COLUMNS)))
-    for result in results:
-        print(table_line(cells(result)))
+    print_table(COLUMNS, [cells(result) for result in results])
     sys.stdout.flush()
 
 

@@ -13,3 +13,11 @@ def total_memory_gib() -> float:
 
 def table_line(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
+
+
+def print_table(columns: list[str], rows: list[list[str]]) -> None:
+    """A Markdown table: the header, its rule, the rows."""
+    print(table_line(list(columns)))
+    print(table_line(["---"] * len(columns)))
+    for row in rows:
+        print(table_line(row))

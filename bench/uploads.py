@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.report import table_line, total_memory_gib  # noqa: E402
+from bench.report import print_table, total_memory_gib  # noqa: E402
 from scripts.services import free_port, wait_for_port  # noqa: E402
 from tests.live import stop_process  # noqa: E402
 
@@ -175,10 +175,7 @@ def main() -> int:
                     )  # fmt: skip
                     print(f"[uploads] {storage} {size // MB} MB: {seconds:.2f} s", flush=True)
     print()
-    print(table_line(list(COLUMNS)))
-    print(table_line(["---"] * len(COLUMNS)))
-    for row in rows:
-        print(table_line(row))
+    print_table(COLUMNS, rows)
     return 0
 
 

@@ -144,7 +144,7 @@ def api_exception_handler(exc, context):
         set_rollback()  # as DRF's own handler does: an atomic request must not commit
         answer = exception_answer(exc)
     if answer is not None:
-        return Response(answer.body, status=answer.status, headers=answer.headers)
+        return answer.mark(Response(answer.body, status=answer.status, headers=answer.headers))
     if unavailable := database_error_response(exc):
         return unavailable
     logger.exception("Unhandled error in API view", exc_info=exc)
@@ -168,7 +168,7 @@ class ApiCommonMiddleware(CommonMiddleware):
 def _rejected(request, answer: ErrorAnswer) -> ErrorAnswer:
     """Log a refused input in one line (never a traceback: the client's error, not ours)."""
     where = f"{request.method} {request.path[:200]}" if request is not None else "a request"
-    logger.warning("Rejected %s: %s", where, answer.body["error"]["code"])
+    logger.warning("Rejected %s: %s", where, answer.code)
     return answer
 
 

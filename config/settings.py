@@ -325,46 +325,25 @@ JOB_RETENTION_DAYS = env.int("JOB_RETENTION_DAYS", default=30)
 # Maintenance runs on the cleanup queue, so a busy default queue never delays a rescue.
 JOB_DISPATCH_SECONDS = env.float("JOB_DISPATCH_SECONDS", default=1.0)
 CELERY_BEAT_SCHEDULER = "queues.beat.SingleBeatScheduler"
+# Maintenance tasks and the seconds between their runs, all on the cleanup queue.
+_MAINTENANCE_SECONDS = {
+    "queues.prune_jobs": 3600.0,
+    "queues.reconcile_jobs_per_day": 3600.0,
+    "tenants.reset_quota_periods": 3600.0,
+    "storage.purge_overdue": 3600.0,
+    "storage.reconcile_usage": 3600.0,
+    "metrics.roll_up_usage": 3600.0,
+    "storage.report_orphans": env.float("FILES_ORPHAN_REPORT_SECONDS", default=86400.0),
+}
 CELERY_BEAT_SCHEDULE = {
     "queues.dispatch": {
         "task": "queues.dispatch",
         "schedule": JOB_DISPATCH_SECONDS,
         "options": {"queue": "cleanup", "expires": max(5.0, JOB_DISPATCH_SECONDS * 5)},
     },
-    "queues.prune_jobs": {
-        "task": "queues.prune_jobs",
-        "schedule": 3600.0,
-        "options": {"queue": "cleanup"},
-    },
-    "queues.reconcile_jobs_per_day": {
-        "task": "queues.reconcile_jobs_per_day",
-        "schedule": 3600.0,
-        "options": {"queue": "cleanup"},
-    },
-    "tenants.reset_quota_periods": {
-        "task": "tenants.reset_quota_periods",
-        "schedule": 3600.0,
-        "options": {"queue": "cleanup"},
-    },
-    "storage.purge_overdue": {
-        "task": "storage.purge_overdue",
-        "schedule": 3600.0,
-        "options": {"queue": "cleanup"},
-    },
-    "storage.reconcile_usage": {
-        "task": "storage.reconcile_usage",
-        "schedule": 3600.0,
-        "options": {"queue": "cleanup"},
-    },
-    "metrics.roll_up_usage": {
-        "task": "metrics.roll_up_usage",
-        "schedule": 3600.0,
-        "options": {"queue": "cleanup"},
-    },
-    "storage.report_orphans": {
-        "task": "storage.report_orphans",
-        "schedule": env.float("FILES_ORPHAN_REPORT_SECONDS", default=86400.0),
-        "options": {"queue": "cleanup"},
+    **{
+        task: {"task": task, "schedule": seconds, "options": {"queue": "cleanup"}}
+        for task, seconds in _MAINTENANCE_SECONDS.items()
     },
 }
 # diagnostics.echo / .sleep / .fail: on in embedded mode, off by default with a broker.

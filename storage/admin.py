@@ -40,7 +40,14 @@ from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.safestring import SafeString
 
-from storage.models import FilePolicy, MigrationItem, OrphanReport, StorageMigration, StoredFile
+from storage.models import (
+    FilePolicy,
+    MigrationItem,
+    OrphanReport,
+    StorageMigration,
+    StoredFile,
+    of_type,
+)
 from storage.transfer import file_storages
 from tenants.admin import AllTenantsAdmin, CappedCountPaginator
 from tenants.models import Tenant
@@ -100,9 +107,7 @@ class ContentTypeFilter(admin.SimpleListFilter):
         value = self.value()
         if not value:
             return queryset
-        if value.endswith("/"):
-            return queryset.filter(content_type__startswith=value)
-        return queryset.filter(content_type=value)
+        return queryset.filter(of_type(value))
 
 
 class DeletedFilter(admin.SimpleListFilter):

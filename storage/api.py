@@ -32,7 +32,7 @@ from rest_framework.views import APIView
 
 from storage.backends import backend_named, guarded
 from storage.links import attachment_disposition, download_url, signed_file
-from storage.models import StoredFile
+from storage.models import StoredFile, of_type
 from storage.services import file_delete, file_store
 from storage.uploads import upload_handlers
 from tenants.exceptions import FileTooLarge, TenantsError
@@ -90,8 +90,7 @@ def _allowance(tenant) -> tuple[int, TenantsError]:
 
 def _filtered(queryset, params):
     if wanted := params.get("type"):  # "image/png", or a family: "image/"
-        lookup = "content_type__startswith" if wanted.endswith("/") else "content_type"
-        queryset = queryset.filter(**{lookup: wanted})
+        queryset = queryset.filter(of_type(wanted))
     for name, lookup in (
         ("created_after", "created_at__gte"),
         ("created_before", "created_at__lt"),

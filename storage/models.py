@@ -67,8 +67,9 @@ class FilePolicy(models.Model):
     def __str__(self) -> str:
         return f"File types of {self.plan}"
 
-    def allows(self, content_type: str) -> bool:
-        return type_allowed(content_type, self.allowed_types)
+
+# The one rule of types and families: an entry ending in "/" (``image/``) is a family, and names
+# every type that starts with it; any other entry names that one type.
 
 
 def type_allowed(content_type: str, allowed: list[str]) -> bool:
@@ -77,6 +78,13 @@ def type_allowed(content_type: str, allowed: list[str]) -> bool:
         content_type.startswith(entry) if entry.endswith("/") else content_type == entry
         for entry in allowed
     )
+
+
+def of_type(entry: str) -> models.Q:
+    """The files whose detected type is ``entry``, or of the family ``entry``."""
+    if entry.endswith("/"):
+        return models.Q(content_type__startswith=entry)
+    return models.Q(content_type=entry)
 
 
 class StorageMigration(models.Model):

@@ -39,7 +39,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.files.storage import Storage, storages
+from django.core.files import File
+from django.core.files.storage import storages
 from django.db import transaction
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
@@ -233,12 +234,12 @@ def record_progress(migration: StorageMigration, *, finish: bool = False) -> Pro
     return progress
 
 
-def _sha256_of(backend: Storage, key: str) -> tuple[str, int]:
+def _digest(handle: File) -> tuple[str, int]:
+    """The sha256 and size of an open file, read in chunks from its start."""
     digest, size = hashlib.sha256(), 0
-    with backend.open(key, "rb") as handle:
-        for chunk in handle.chunks(CHUNK_BYTES):
-            digest.update(chunk)
-            size += len(chunk)
+    for chunk in handle.chunks(CHUNK_BYTES):
+        digest.update(chunk)
+        size += len(chunk)
     return digest.hexdigest(), size
 
 
@@ -288,17 +289,15 @@ class Mover:
         if stored.storage != self.migration.source:
             raise TransferError(f"the file is on {stored.storage!r} now, not on the source")
         with self.source.open(stored.key, "rb") as handle:
-            digest, size = hashlib.sha256(), 0
-            for chunk in handle.chunks(CHUNK_BYTES):
-                digest.update(chunk)
-                size += len(chunk)
-            if size != stored.size or digest.hexdigest() != stored.sha256:
+            sha256, size = _digest(handle)
+            if size != stored.size or sha256 != stored.sha256:
                 raise TransferError(
-                    f"the source's bytes ({size} bytes, sha256 {digest.hexdigest()}) do not match "
+                    f"the source's bytes ({size} bytes, sha256 {sha256}) do not match "
                     f"the record ({stored.size} bytes, sha256 {stored.sha256}): not copied"
                 )
-            if self.target.exists(stored.key):
-                self.target.delete(stored.key)  # a partial copy of a killed run, never a file
+            # a partial copy a killed run left, never another file (keys are unique); deleting
+            # what is not there is no error on either kind of storage, so no exists() first
+            self.target.delete(stored.key)
             handle.seek(0)
             saved = self.target.save(stored.key, handle)
         if saved != stored.key:
@@ -311,7 +310,8 @@ class Mover:
         _set_state(item, State.COPIED, copies=item.copies + 1)
 
     def _verify(self, item: MigrationItem, stored: StoredFile) -> None:
-        sha256, size = _sha256_of(self.target, stored.key)
+        with self.target.open(stored.key, "rb") as handle:
+            sha256, size = _digest(handle)
         if sha256 != stored.sha256 or size != stored.size:
             self.target.delete(stored.key)
             _set_state(item, State.PENDING)

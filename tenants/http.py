@@ -15,6 +15,7 @@ from typing import Any
 
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
+from django.http.response import HttpResponseBase
 from psycopg_pool import PoolTimeout
 from rest_framework import exceptions
 
@@ -44,14 +45,25 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 @dataclass(frozen=True)
 class ErrorAnswer:
-    """An error answer before it becomes a response: a Django one, or DRF's in its handler."""
+    """An error answer before it becomes a response: a Django one, or DRF's in its handler.
+
+    Either response carries the code as ``response.error_code`` (``mark``), so that what observes
+    answers (the metrics middleware) reads it without parsing the body it was just made from."""
 
     status: int
     body: dict[str, Any]
     headers: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def code(self) -> str:
+        return self.body["error"]["code"]
+
+    def mark(self, response: HttpResponseBase) -> HttpResponseBase:
+        response.error_code = self.code
+        return response
+
     def response(self) -> JsonResponse:
-        return JsonResponse(self.body, status=self.status, headers=self.headers)
+        return self.mark(JsonResponse(self.body, status=self.status, headers=self.headers))
 
 
 def error_answer(

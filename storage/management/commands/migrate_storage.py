@@ -15,6 +15,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
+from django.db.models import Count, Sum
 
 from storage.transfer import (
     MigrationRefused,
@@ -193,9 +194,10 @@ class Command(BaseCommand):
         return found
 
     def _dry_run(self, source: str, target: str, tenant) -> None:
-        rows = files_to_move(source=source, tenant=tenant)
-        count = rows.count()
-        size = sum(rows.values_list("size", flat=True).iterator(chunk_size=5000))
+        found = files_to_move(source=source, tenant=tenant).aggregate(
+            count=Count("pk"), size=Sum("size", default=0)
+        )
+        count, size = found["count"], found["size"]
         scope = f" of {tenant}" if tenant else ""
         self.stdout.write(
             f"Dry run: {count} files{scope} ({_megabytes(size)}) would move from {source} to "
