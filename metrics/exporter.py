@@ -21,6 +21,7 @@ from functools import cache
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.utils.module_loading import import_string
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
@@ -43,12 +44,19 @@ def _networks(
 
 
 def client_address(request: HttpRequest) -> str:
-    """The client's address as the rate limits see it (``RATELIMIT_IP_META_KEY`` behind a proxy)."""
+    """The client's address read as django-ratelimit reads it (``RATELIMIT_IP_META_KEY``: unset for
+    ``REMOTE_ADDR``, a callable or its dotted path, or a ``META`` key), without its masking: a
+    network check needs the whole address. Its reader is private (``_get_ip``), hence this copy of
+    its rule. A header holding a list (``X-Forwarded-For``: ``client, proxy``) is not an address
+    and is refused: its first entry is whatever the client sent, and must never open /metrics."""
     key = settings.RATELIMIT_IP_META_KEY
+    if not key:
+        return request.META.get("REMOTE_ADDR", "")
+    if isinstance(key, str) and "." in key:
+        key = import_string(key)
     if callable(key):
         return key(request)
-    raw = request.META.get(key or "REMOTE_ADDR", "")
-    return raw.split(",")[0].strip()
+    return request.META.get(key, "")
 
 
 def refusal(request: HttpRequest) -> HttpResponse | None:

@@ -96,3 +96,19 @@ def test_a_bad_allowed_network_fails_the_system_check(settings):
     errors = check_metrics_networks()
     assert [error.id for error in errors] == ["metrics.E001"]
     assert "not-a-network" in errors[0].msg
+
+
+def test_behind_a_proxy_a_forwarded_list_cannot_pass_for_an_allowed_address(settings):
+    settings.RATELIMIT_IP_META_KEY = "HTTP_X_FORWARDED_FOR"
+    outside = Client(REMOTE_ADDR="127.0.0.1")  # the proxy itself is local
+    spoofed = outside.get("/metrics", HTTP_X_FORWARDED_FOR="127.0.0.1, 203.0.113.9")
+    assert spoofed.status_code == 403
+    assert outside.get("/metrics", HTTP_X_FORWARDED_FOR="203.0.113.9").status_code == 403
+    assert outside.get("/metrics", HTTP_X_FORWARDED_FOR="127.0.0.1").status_code == 200
+    settings.RATELIMIT_IP_META_KEY = "tests.metrics.test_exporter.real_ip"  # a dotted path
+    assert outside.get("/metrics", HTTP_X_REAL_IP="127.0.0.1").status_code == 200
+    assert outside.get("/metrics", HTTP_X_REAL_IP="203.0.113.9").status_code == 403
+
+
+def real_ip(request) -> str:
+    return request.META.get("HTTP_X_REAL_IP", "")
