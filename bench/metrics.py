@@ -68,7 +68,11 @@ them. The metrics features must add nothing to a request's own SQL or Redis roun
 Runtime with the defaults, on 2 CPUs: 8 targets x 3 rounds x 8 s of wrk, plus 11 s after each of the
 18 project runs for the SQL counters, plus start-up and warm-ups: about 7 minutes.
 
-Exit status 1 when a target had any error, a warm-up answer was not a 200, a server did not start
+Then bench/metrics_inprocess.py (its docstring): the same steps in one process, serially, through
+Django's test client, where the per-tenant counters' and the query monitor's costs are not lost in
+the noise; about 2 more minutes.
+
+Exit status 1 when a target had any error (or the in-process part failed), a warm-up answer was not a 200, a server did not start
 (its gunicorn log is shown) or a variant's switches did not take effect. Every request goes to
 127.0.0.1; every gunicorn is stopped on the way out, whatever happened.
 """
@@ -78,6 +82,7 @@ from __future__ import annotations
 import os
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -331,6 +336,13 @@ def main() -> int:
 
         report(targets)
         print(f"\nruntime: {time.monotonic() - started:.0f} s")
+        # the same steps without wrk and HTTP, where the smaller costs rise above the noise
+        print("\n--- bench/metrics_inprocess.py ---", flush=True)
+        inprocess = subprocess.run(  # noqa: S603  (this interpreter, our script)
+            [sys.executable, str(BENCH / "metrics_inprocess.py"), "--tenants", str(args.tenants)],
+            cwd=ROOT,
+            check=False,
+        )
         failed = [target for target in targets if target.errors]
         for target in failed:
             print(
@@ -338,7 +350,7 @@ def main() -> int:
                 f"--- {target.server.name}: gunicorn log ---\n{target.server.tail()}",
                 file=sys.stderr,
             )
-        return 1 if failed else 0
+        return 1 if failed or inprocess.returncode else 0
 
 
 if __name__ == "__main__":

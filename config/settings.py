@@ -120,6 +120,12 @@ TEMPLATES = [
 # --- Database (pool sizing arithmetic: docs/CONFIGURATION.md) ---------------------------------
 _database = database.build(env, sqlite_default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")
 DATABASES = _database.databases
+if METRICS_DJANGO_PROMETHEUS:
+    # django-prometheus's database metrics (connections, queries, errors by alias): its engine is
+    # Django's PostgreSQL engine, pool and all, with counting cursors (docs/METRICS.md)
+    for _entry in DATABASES.values():
+        if _entry["ENGINE"] == database.POSTGRES:
+            _entry["ENGINE"] = "django_prometheus.db.backends.postgresql"
 DATABASE_CONFIG_ERRORS = _database.errors  # reported by the system check config.E001
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -556,6 +562,14 @@ METRICS_PATH = "/metrics"
 METRICS_TOKEN = env("METRICS_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
 PROMETHEUS_EXPORT_MIGRATIONS = False
+# A Celery worker's own /metrics (metrics/worker.py: its jobs by outcome, queue time, duration),
+# same access rule. Set it on each worker's command line (the Procfile's), one port per worker on
+# a host: config/celery.py reads it before settings load, to give the worker a multiprocess
+# directory. 0: no exporter.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+# All interfaces, as the web binds: Prometheus scrapes from elsewhere; access is the token or a
+# network.
+WORKER_METRICS_ADDRESS = env("WORKER_METRICS_ADDRESS", default="0.0.0.0")  # noqa: S104
 # The query monitor (metrics/queries/): fingerprints of the SQL a sample of requests runs, slow
 # queries (logged with their plan) and N+1s (the same query this many times in one request).
 QUERY_MONITOR_ENABLED = env.bool("QUERY_MONITOR_ENABLED", default=True)

@@ -82,25 +82,30 @@ def refusal(request: HttpRequest) -> HttpResponse | None:
     )
 
 
-def scrape() -> bytes:
-    shared = CollectorRegistry(auto_describe=False)
-    shared.register(SharedStateCollector())
+def scrape(*, shared_state: bool = True) -> bytes:
+    """The exposition; ``shared_state=False`` leaves out the scrape-time gauges (a Celery
+    worker's exporter: the web's already serves them, and twice would double every sum)."""
     path = multiprocess.directory()
     if path is None:
-        return generate_latest(REGISTRY) + generate_latest(shared)
-    multiprocess.sweep(path)
-    merged = CollectorRegistry(auto_describe=False)
-    MultiProcessCollector(merged, path=str(path))
-    with multiprocess.locked(path, exclusive=False):
-        body = generate_latest(merged)
+        body = generate_latest(REGISTRY)
+    else:
+        multiprocess.sweep(path)
+        merged = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(merged, path=str(path))
+        with multiprocess.locked(path, exclusive=False):
+            body = generate_latest(merged)
+    if not shared_state:
+        return body
+    shared = CollectorRegistry(auto_describe=False)
+    shared.register(SharedStateCollector())
     return body + generate_latest(shared)
 
 
-def answer(request: HttpRequest) -> HttpResponse:
+def answer(request: HttpRequest, *, shared_state: bool = True) -> HttpResponse:
     if (refused := refusal(request)) is not None:
         return refused
     if request.method not in ("GET", "HEAD"):
         return error_response(405, "method_not_allowed", "Use GET.", headers={"Allow": "GET"})
-    response = HttpResponse(scrape(), content_type=CONTENT_TYPE_LATEST)
+    response = HttpResponse(scrape(shared_state=shared_state), content_type=CONTENT_TYPE_LATEST)
     response["Cache-Control"] = "no-store"
     return response

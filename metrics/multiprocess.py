@@ -20,7 +20,8 @@ Invariants:
   would never change again, and ``max``/``min``/``mostrecent`` because nothing here uses them
   (the platform's gauges are computed at scrape time: ``metrics.collectors``).
 * Compaction runs in the gunicorn master (``child_exit``: ``config/gunicorn.py``) and before
-  each scrape for any process found dead (``sweep``: one a hook never saw), one at a time.
+  each scrape for any process found dead (``sweep``: a Celery pool process the pool replaced,
+  one a hook never saw), one at a time.
 
 There is no public API in prometheus_client to write merged values back (the maintainers' advice
 in #204 is to do exactly this by hand); ``MmapedDict`` and ``mmap_key`` are its documented-by-use
@@ -54,24 +55,48 @@ def directory() -> Path | None:
     return Path(value) if value else None
 
 
+#: This process's open lock descriptors: a forked child closes its copies (see ``locked``).
+_held: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _held:
+        os.close(fd)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
+
+
 @contextlib.contextmanager
 def locked(path: Path, *, exclusive: bool) -> Iterator[None]:
-    """Hold the directory's lock (shared for a scrape, exclusive for a compaction)."""
-    with open(path / LOCK_NAME, "a+b") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    """Hold the directory's lock (shared for a scrape, exclusive for a compaction).
+
+    An ``flock`` belongs to the open file, not the process: a child forked while it is held (a
+    Celery pool process, forked by the main process that scrapes: ``metrics.worker``) would hold
+    it as long as it lives. So the descriptor is a raw one, registered in ``_held``, closed in a
+    forked child, and closed here only by the process that opened it."""
+    owner = os.getpid()
+    fd = os.open(path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    _held.add(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        if os.getpid() == owner:
+            _held.discard(fd)
+            os.close(fd)  # releases the lock
 
 
-def prepare(path: Path) -> None:
+def prepare(path: Path, *, keep: int | None = None) -> None:
     """Make the directory and delete what an earlier server left (a new server counts from 0:
-    Prometheus sees one reset per server start, as with any process)."""
+    Prometheus sees one reset per server start, as with any process), but for the files of the
+    process ``keep`` (a Celery worker's main process has made its own by then)."""
     path.mkdir(parents=True, exist_ok=True)
     with locked(path, exclusive=True):
         for stale in path.glob("*.db"):
-            stale.unlink()
+            if keep is None or _prefix_and_pid(stale.name)[1] != str(keep):
+                stale.unlink()
 
 
 def _prefix_and_pid(filename: str) -> tuple[str, str]:

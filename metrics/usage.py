@@ -3,7 +3,9 @@
 On the request path (``MetricsMiddleware``) and when a job runs (``queues`` signals) the counts go
 into this process's table, keyed by tenant and hour: a dict update under a lock, no query, no
 round trip. The tenant cache's hits and misses are the counters ``tenants.cache`` keeps per
-process (``cache_counters``): each flush adds what they grew by since the one before. Every ``TENANT_METRICS_FLUSH_SECONDS`` a thread of the process adds its table to
+process (``cache_counters``): each flush adds what they grew by since the one before (to the
+tenants' rows, and summed to ``ils_tenant_cache_lookups_total``). Every
+``TENANT_METRICS_FLUSH_SECONDS`` a thread of the process adds its table to
 ``TenantUsageHour`` in one statement (``INSERT ... ON CONFLICT DO UPDATE SET n = n + excluded.n``:
 processes flushing at once add up, none overwrites another). Beat rolls finished days up into
 ``TenantUsageDay`` and deletes rows past their retention (``metrics.tasks``).
@@ -27,8 +29,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
-from prometheus_client import Counter as PromCounter
 
+from metrics import instruments
 from metrics.flusher import Flusher
 from metrics.models import (
     LATENCY_BOUNDS_MS,
@@ -41,10 +43,6 @@ from tenants.cache import cache_counters
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
-
-dropped = PromCounter(
-    "ils_tenant_usage_dropped", "Per-tenant usage rows dropped because a flush failed."
-)
 
 
 def _latency_field(ms: float) -> str:
@@ -80,6 +78,8 @@ class UsageTable:
                     f"cache_{outcome}": counts[outcome] - seen.get(outcome, 0)
                     for outcome in ("hits", "misses")
                 }
+                instruments.cache_lookups.labels("hit").inc(grown["cache_hits"])
+                instruments.cache_lookups.labels("miss").inc(grown["cache_misses"])
                 if any(grown.values()):
                     hour = int(time.time() // 3600)
                     self._rows.setdefault((tenant_id, hour), Counter()).update(grown)
@@ -95,7 +95,7 @@ class UsageTable:
         try:
             written = self._write(rows)
         except Exception as error:
-            dropped.inc(len(rows))
+            instruments.usage_dropped.inc(len(rows))
             logger.warning("Per-tenant usage of %s rows dropped: %r", len(rows), error)
             return 0
         return written

@@ -164,17 +164,6 @@ def run_job(job_id: int, *, worker: str) -> str:
     return outcome
 
 
-@contextmanager
-def _announced(job: Job):
-    """``job_started`` before the handler, ``job_finished`` after it (``queues.signals``)."""
-    signal_args = {"kind": job.kind, "job_id": job.pk, "tenant_id": job.tenant_id}
-    job_started.send(sender=Job, **signal_args)
-    try:
-        yield
-    finally:
-        job_finished.send(sender=Job, **signal_args)
-
-
 def _run(job: Job, worker: str) -> str:
     """Run a job this worker has claimed; returns its outcome."""
     job_id = job.pk
@@ -188,25 +177,39 @@ def _run(job: Job, worker: str) -> str:
     if _over_kind_rate(kind):
         return _give_back(job_id, worker)
     context = JobContext(job_id=job.pk, attempt=job.attempts, tenant_id=job.tenant_id)
-    with _lease_renewed(job_id, worker), tenant_scope(job.tenant), _announced(job):
+    signal_args = {"kind": job.kind, "job_id": job.pk, "tenant_id": job.tenant_id}
+    with _lease_renewed(job_id, worker), tenant_scope(job.tenant):
+        # Due since run_at (its enqueue, or the retry's time), claimed at started_at.
+        waited = max(0.0, (job.started_at - job.run_at).total_seconds())
+        job_started.send(sender=Job, queue=job.queue, waited_seconds=waited, **signal_args)
+        outcome = Job.Status.FAILED  # what an exception escaping _handled (none should) means
         try:
-            with transaction.atomic():
-                result = kind.handler(job.payload, context)
-                done = _held(job_id, worker).update(
-                    status=Job.Status.SUCCEEDED,
-                    result=result,
-                    lease_until=None,
-                    finished_at=timezone.now(),
-                    last_error="",
-                )
-                if not done:  # the lease was lost and the job rescued: its run is the one
-                    raise LeaseLost(job_id)
-        except LeaseLost:
-            logger.warning("Job %s lost its lease while running; its result is dropped", job_id)
-            return "lost"
-        except Exception as error:
-            logger.warning(
-                "Job %s (%s) attempt %s failed", job_id, job.kind, job.attempts, exc_info=True
+            outcome = _handled(job, kind, worker, context)
+        finally:
+            job_finished.send(sender=Job, queue=job.queue, outcome=outcome, **signal_args)
+    return outcome
+
+
+def _handled(job: Job, kind: JobKind, worker: str, context: JobContext) -> str:
+    """The handler and the success mark in one transaction; the failure recorded otherwise."""
+    try:
+        with transaction.atomic():
+            result = kind.handler(job.payload, context)
+            done = _held(job.pk, worker).update(
+                status=Job.Status.SUCCEEDED,
+                result=result,
+                lease_until=None,
+                finished_at=timezone.now(),
+                last_error="",
             )
-            return _record_failure(job, kind, worker, error)
+            if not done:  # the lease was lost and the job rescued: its run is the one
+                raise LeaseLost(job.pk)
+    except LeaseLost:
+        logger.warning("Job %s lost its lease while running; its result is dropped", job.pk)
+        return "lost"
+    except Exception as error:
+        logger.warning(
+            "Job %s (%s) attempt %s failed", job.pk, job.kind, job.attempts, exc_info=True
+        )
+        return _record_failure(job, kind, worker, error)
     return Job.Status.SUCCEEDED

@@ -37,8 +37,8 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
-from prometheus_client import Counter as PromCounter
 
+from metrics import instruments
 from metrics.flusher import Flusher
 from metrics.queries.fingerprint import fingerprint, mask_literals
 from tenants.context import current_tenant
@@ -51,15 +51,6 @@ _OWN_CODE_SKIPPED = (str(ROOT / ".venv"), str(Path(__file__).resolve().parent))
 MAX_ROUTES, MAX_TENANTS = 50, 10
 #: Slow statements explained per flush, at most.
 MAX_EXPLAINS = 10
-
-slow_queries = PromCounter(
-    "ils_slow_queries", "Statements over SLOW_QUERY_MS, by route or job kind.", ["route"]
-)
-n_plus_ones = PromCounter(
-    "ils_query_n_plus_one",
-    "Units that ran one statement N+1 times, by route or job kind.",
-    ["route"],
-)
 
 
 @dataclass
@@ -194,9 +185,9 @@ class Store:
                     total.callsite = seen.callsite
         for key, seen in unit.seen.items():
             if seen.slow_calls:
-                slow_queries.labels(unit.label).inc(seen.slow_calls)
+                instruments.slow_queries.labels(unit.label).inc(seen.slow_calls)
             if seen.calls >= settings.QUERY_MONITOR_N_PLUS_ONE and seen.callsite:
-                n_plus_ones.labels(unit.label).inc()
+                instruments.n_plus_ones.labels(unit.label).inc()
                 logger.warning(
                     "N+1 query",
                     extra={"fingerprint": key, "route": unit.label, "count": seen.calls,

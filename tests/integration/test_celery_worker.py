@@ -9,6 +9,7 @@ the job's transaction, so "exactly once" is counted in the database, not inferre
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -26,7 +27,14 @@ from queues import dispatcher, services
 from queues.models import Job
 from scripts.services import ServiceUnavailable, free_port, wait_for_port
 from tests.factories import TenantFactory, plan
-from tests.live import live_database_url, stop_process
+from tests.live import (
+    child_pids,
+    http_get,
+    live_database_url,
+    multiprocess_pids,
+    prometheus_sample,
+    stop_process,
+)
 from tests.queues.kinds import side_effects
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -110,15 +118,22 @@ def full_mode(broker, settings):
 
 @contextmanager
 def worker(
-    broker: Broker, log: Path, *, queues: str = "default,email"
+    broker: Broker,
+    log: Path,
+    *,
+    queues: str = "default,email",
+    concurrency: int = 1,
+    options: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> Iterator[subprocess.Popen]:
-    """``celery -A config worker`` with one prefork child, until the block ends."""
+    """``celery -A config worker`` with ``concurrency`` prefork children, until the block ends."""
     env = {
         **os.environ,
         "DATABASE_URL": live_database_url(),
         "CELERY_BROKER_URL": broker.url,
         "JOBS_DIAGNOSTIC_KINDS": "true",
         "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+        **(env or {}),
     }
     command = [
         CELERY,
@@ -128,7 +143,7 @@ def worker(
         "-Q",
         queues,
         "-c",
-        "1",
+        str(concurrency),
         "-P",
         "prefork",
         "--include",
@@ -139,6 +154,7 @@ def worker(
         "--without-mingle",
         "--loglevel",
         "INFO",
+        *options,
     ]
     with log.open("wb") as output:
         process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
@@ -342,3 +358,59 @@ def test_through_the_api_with_the_broker_down_a_job_is_accepted_and_says_it_wait
     job = Job.all_tenants.get(pk=body["id"])
     assert job.published_at is not None
     assert client.get(f"/api/v1/jobs/{job.pk}/").json()["waiting_for_broker"] is False
+
+
+METRICS_TOKEN = "worker-metrics-token-0123456789abcdef"
+
+
+def test_the_workers_metrics_count_every_job_once_across_pool_restarts(full_mode, tenant, tmp_path):
+    """``WORKER_METRICS_PORT``: the worker's own /metrics counts each job once by outcome, with its
+    queue time and duration, while the pool replaces its children every 3 jobs (their files are
+    compacted, none left behind); the web's access rule; no scrape-time gauges (the web's)."""
+    port = free_port()
+    folder = tmp_path / "prometheus"
+    url = f"http://127.0.0.1:{port}/metrics"
+    env = {
+        "WORKER_METRICS_PORT": str(port),
+        "WORKER_METRICS_ADDRESS": "127.0.0.1",
+        "PROMETHEUS_MULTIPROC_DIR": str(folder),
+        "METRICS_TOKEN": METRICS_TOKEN,
+        "METRICS_ALLOWED_NETWORKS": "",  # the token only
+    }
+    options = ("--max-tasks-per-child", "3")
+    with worker(
+        full_mode, tmp_path / "worker.log", concurrency=2, options=options, env=env
+    ) as pool:
+        wait_for_port(port)
+        echoes = [
+            services.job_enqueue(tenant=tenant, kind="diagnostics.echo", payload={"message": n}).job
+            for n in range(10)
+        ]
+        failures = [
+            services.job_enqueue(tenant=tenant, kind="tests.not_retried").job for _ in range(2)
+        ]
+        _wait_for(_settled(echoes + failures), "every job finished", dispatching=True)
+        assert _statuses(echoes) == ["succeeded"] * 10 and _statuses(failures) == ["failed"] * 2
+
+        status, body = http_get(url, METRICS_TOKEN)
+        assert status == 200, body
+        assert prometheus_sample(body, "ils_jobs_total", kind="diagnostics.echo",
+                                 outcome="succeeded") == 10  # fmt: skip
+        assert prometheus_sample(body, "ils_jobs_total", kind="tests.not_retried",
+                                 outcome="failed") == 2  # fmt: skip
+        assert prometheus_sample(body, "ils_jobs_total") == 12
+        assert prometheus_sample(body, "ils_job_queue_seconds_count", queue="default") == 12
+        assert prometheus_sample(body, "ils_job_duration_seconds_count",
+                                 kind="diagnostics.echo") == 10  # fmt: skip
+        assert "ils_breaker_state" not in body and "ils_queue_jobs" not in body
+
+        # 12 jobs at 3 per child: children came and went (their files are in the archive); the
+        # files left are the live processes' (the children and the main one)
+        live = {str(pid) for pid in child_pids(pool.pid) | {pool.pid}}
+        assert "archive" in multiprocess_pids(folder)
+        assert multiprocess_pids(folder) <= live | {"archive"}
+
+        assert http_get(url)[0] == 403
+        assert http_get(url, "wrong-token")[0] == 401
+        status, body = http_get(f"http://127.0.0.1:{port}/api/v1/tenant/", METRICS_TOKEN)
+        assert (status, json.loads(body)["error"]["code"]) == (404, "not_found")

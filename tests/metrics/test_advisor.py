@@ -12,6 +12,7 @@ import os
 import re
 from contextlib import ExitStack
 from io import StringIO
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -37,7 +38,7 @@ ORDERS_SQL = (
     'ORDER BY "advisor_orders"."created_at" DESC LIMIT 20'
 )
 EXPECTED_STATEMENT = (
-    'CREATE INDEX CONCURRENTLY "advisor_orders_tenant_id_status_created_at_adv_idx" '
+    'CREATE INDEX CONCURRENTLY "advisor_orders_tena_b7476f_adv" '
     'ON "public"."advisor_orders" ("tenant_id", "status", "created_at");'
 )
 COSTS = re.compile(r"plan cost: before ([\d,.]+), after ([\d,.]+) \(")
@@ -308,6 +309,78 @@ def test_a_query_that_cannot_be_planned_is_reported_unverified_not_an_error(orde
     assert proposal["verified"] is False
     assert "cannot be planned generically" in proposal["unverified_reason"]
     assert "could not determine data type of parameter $2" in proposal["unverified_reason"]
+
+
+FILES_SQL = (
+    'SELECT "storage_storedfile"."id", "storage_storedfile"."key" FROM "storage_storedfile" '
+    'WHERE ("storage_storedfile"."sha256" = %s AND "storage_storedfile"."tenant_id" = %s)'
+)
+
+
+@pytest.mark.postgres
+def test_write_migration_writes_an_add_index_concurrently_that_migrate_applies(
+    transactional_db, tmp_path, settings, monkeypatch
+):
+    """A model's table (StoredFile) without the index its query needs: the migration written is
+    numbered after the app's leaf, non-atomic, leads with the tenant, and ``migrate`` builds the
+    index. The app's migrations are a copy (MIGRATION_MODULES), so the repository is untouched."""
+    import shutil
+
+    from django.db.migrations.recorder import MigrationRecorder
+
+    from tests.factories import TenantFactory
+
+    tenants = [TenantFactory().pk for _ in range(20)]
+    _sql("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+    _sql("CREATE EXTENSION IF NOT EXISTS hypopg")
+    _sql(
+        "INSERT INTO storage_storedfile (tenant_id, key, original_name, size, content_type, "
+        "sha256, storage, created_at) SELECT (%s::bigint[])[1 + g %% 20], 'k-' || g, 'f.txt', 1, "
+        "'text/plain', md5(g::text) || md5(g::text), 'default', now() "
+        "FROM generate_series(1, 100000) g",
+        [tenants],
+    )
+    _sql("ANALYZE storage_storedfile")
+    _sql("SELECT pg_stat_statements_reset()")
+    for tenant in tenants[:5]:
+        _sql(FILES_SQL, ["0" * 64, tenant])
+
+    package = tmp_path / "advised_storage_migrations"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "storage" / "migrations", package)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    settings.MIGRATION_MODULES = {"storage": "advised_storage_migrations"}
+    leaf = sorted(p.stem for p in package.glob("0*.py"))[-1]
+    applied_name = None
+    try:
+        output = _run("--write-migration")
+
+        written = sorted(package.glob("*_advised_indexes.py"))
+        assert len(written) == 1, output
+        text = written[0].read_text()
+        applied_name = written[0].stem
+        assert applied_name.startswith(f"{int(leaf[:4]) + 1:04d}_")
+        assert f"('storage', '{leaf}')" in text and "atomic = False" in text
+        assert "AddIndexConcurrently" in text and "fields=['tenant', 'sha256']" in text
+        assert f"Wrote {written[0]}" in output
+        assert "storage.StoredFile: models.Index(fields=['tenant', 'sha256']" in output
+        assert "advisor_orders" not in text  # not a model's table: no migration of ours
+
+        call_command("migrate", "storage", applied_name, verbosity=0)
+        names = [row[0] for row in _sql(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'storage_storedfile'")]  # fmt: skip
+        definition = _sql(
+            "SELECT indexdef FROM pg_indexes WHERE indexname LIKE %s", ["storage\\_stor%\\_adv"]
+        )
+        assert definition and "(tenant_id, sha256)" in definition[0][0], names
+    finally:
+        for (indexname,) in _sql(
+            "SELECT indexname FROM pg_indexes WHERE indexname LIKE %s", ["%\\_adv"]
+        ):
+            _sql(f'DROP INDEX IF EXISTS "{indexname}"')
+        if applied_name:
+            MigrationRecorder.Migration.objects.filter(app="storage", name=applied_name).delete()
+        _sql("DROP EXTENSION IF EXISTS hypopg")
+        _sql("DROP EXTENSION IF EXISTS pg_stat_statements")
 
 
 @pytest.mark.postgres

@@ -96,3 +96,34 @@ def test_prepare_empties_the_folder_of_an_earlier_server(tmp_path):
     (tmp_path / "histogram_archive.db").write_bytes(b"x")
     multiprocess.prepare(tmp_path)
     assert _pids(tmp_path) == set()
+
+
+def test_a_child_forked_during_a_scrape_does_not_keep_the_lock(tmp_path):
+    """A Celery pool child is forked by the process that scrapes: a copy of the lock's descriptor
+    would hold the shared flock as long as the child lives and block every compaction. The child
+    drops its copy as it starts (a moment after the fork), so the lock is free long before the
+    child ends."""
+    import fcntl
+    import time
+
+    with multiprocess.locked(tmp_path, exclusive=False):
+        child = os.fork()
+        if child == 0:  # the child outlives the scrape by far; it touches nothing
+            time.sleep(6)
+            os._exit(0)
+    try:
+        probe = os.open(tmp_path / multiprocess.LOCK_NAME, os.O_RDWR)
+        deadline = time.monotonic() + 2
+        try:
+            while True:
+                try:
+                    fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    assert time.monotonic() < deadline, "the forked child holds the lock"
+                    time.sleep(0.01)
+        finally:
+            os.close(probe)
+        assert os.waitpid(child, os.WNOHANG) == (0, 0)  # the child was alive all along
+    finally:
+        os.waitpid(child, 0)

@@ -192,8 +192,14 @@ def test_the_admin_shows_the_busiest_tenants_and_a_tenants_charts(admin_client, 
     assert admin_client.get("/admin/metrics/tenantusagehour/").status_code == 200
 
 
+def _lookups(result: str) -> float:
+    return REGISTRY.get_sample_value("ils_tenant_cache_lookups_total", {"result": result}) or 0.0
+
+
 def test_the_tenant_caches_hits_and_misses_are_added_per_flush():
     tenant = TenantFactory()
+    usage.table.flush()  # what earlier tests looked up is counted before this one starts
+    before = _lookups("hit"), _lookups("miss")
     with tenant_scope(tenant):
         tenant_cache.get_or_set("probe", lambda: 1)  # a miss
         tenant_cache.get_or_set("probe", lambda: 2)  # a hit
@@ -204,6 +210,8 @@ def test_the_tenant_caches_hits_and_misses_are_added_per_flush():
     assert row.cache_hit_rate == pytest.approx(2 / 3)
     usage.table.flush()  # nothing grew: nothing added twice
     assert _hour_row(tenant).cache_hits == 2
+    # and to Prometheus, summed over the tenants (no tenant label)
+    assert (_lookups("hit") - before[0], _lookups("miss") - before[1]) == (2, 1)
     figures = key_client(issue_key(tenant)[1]).get("/api/v1/usage/metrics").json()["results"][0]
     assert figures["cache_hits"] == 2 and figures["cache_hit_rate"] == pytest.approx(2 / 3)
 

@@ -2,6 +2,9 @@
 
 Read-only: the advisor (metrics/queries/advisor/) plans queries in a read-only transaction it
 rolls back and uses hypothetical indexes only; it prints the ``CREATE INDEX CONCURRENTLY`` to run.
+``--write-migration`` writes the verified proposals on this project's models as migrations
+(``AddIndexConcurrently``: ``metrics.queries.advisor.migration``); the database is still untouched
+until they are applied.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from django.db import connection
 
 from metrics.models import QueryFingerprint
 from metrics.queries.advisor import Candidate, Proposal, Report, advise
+from metrics.queries.advisor.migration import write_migrations
 
 
 def _cost(value: float | None) -> str:
@@ -62,8 +66,15 @@ class Command(BaseCommand):
         )
         parser.add_argument("--database", default="default", help="database alias")
         parser.add_argument("--json", action="store_true", help="print the report as JSON")
+        parser.add_argument(
+            "--write-migration",
+            action="store_true",
+            help="write the verified proposals on this project's models as a migration per app "
+            "(AddIndexConcurrently, atomic = False), and print the Meta.indexes lines to add",
+        )
 
     def handle(self, *args, **options) -> None:
+        self._json = options["json"]
         if options["top"] < 1:
             raise CommandError("--top must be at least 1")
         if not 0 <= options["min_gain"] < 1:
@@ -78,6 +89,24 @@ class Command(BaseCommand):
             self.stdout.write(json.dumps(report.as_dict(), indent=2, default=str))
         else:
             self._print(report, options["verbosity"])
+        if options["write_migration"]:
+            self._write_migrations(report)
+
+    def _write_migrations(self, report: Report) -> None:
+        if not report.supported:
+            raise CommandError("No migration written: the advisor cannot run on this database.")
+        written = write_migrations(report.proposals)
+        write = self.stderr.write if self._json else self.stdout.write
+        for path in written.paths:
+            write(self.style.SUCCESS(f"Wrote {path}"))
+        if written.meta_lines:
+            write("Add each index to its model's Meta.indexes (else makemigrations removes it):")
+            for line in written.meta_lines:
+                write(f"  {line}")
+        for proposal, reason in written.skipped:
+            write(f"Not written: {proposal.name} ({reason})")
+        if not written.paths:
+            write("No migration written.")
 
     def _monitored(self, top: int) -> list[Candidate]:
         """The query monitor's costliest SELECTs (``QueryFingerprint``), with their figures; none

@@ -6,6 +6,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
+#: Django's limit on an index's name (``models.Index``); PostgreSQL's is 63.
+NAME_LENGTH = 30
+
 
 @dataclass
 class Candidate:
@@ -47,11 +50,14 @@ class Proposal:
 
     @property
     def name(self) -> str:
+        """``<table>_<columns>_adv``, cut and given a hash past ``NAME_LENGTH``: Django's limit on
+        a ``models.Index`` name, so a written migration (``--write-migration``) names the index
+        as the printed statement does."""
         base = f"{self.table.name}_{'_'.join(self.columns)}"
-        if len(base) + len("_adv_idx") <= 63:
-            return f"{base}_adv_idx"
-        digest = hashlib.sha1(base.encode(), usedforsecurity=False).hexdigest()[:8]
-        return f"{base[: 63 - len(digest) - 9]}_{digest}_adv_idx"
+        if len(base) + len("_adv") <= NAME_LENGTH:
+            return f"{base}_adv"
+        digest = hashlib.sha1(base.encode(), usedforsecurity=False).hexdigest()[:6]
+        return f"{base[: NAME_LENGTH - len(digest) - 5].rstrip('_')}_{digest}_adv"
 
     def column_list(self) -> str:
         mixed = len(set(self.descending[self.equality :])) > 1
