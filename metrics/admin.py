@@ -1,5 +1,5 @@
 """The metrics app in the admin: the query monitor's fingerprints (the costliest first, each with
-its plan) and per-tenant usage (the busiest tenants, and a page per tenant with its requests,
+its plan and, on its page, the index advisor's advice for it) and per-tenant usage (the busiest tenants, and a page per tenant with its requests,
 errors and p95 latency over the last 48 hours as inline SVG charts: no script, no CDN).
 
 Read only: the rows are the monitor's sums and the usage counters, written by their flushes."""
@@ -13,9 +13,10 @@ from django.contrib import admin
 from django.http import Http404, HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from metrics.models import QueryFingerprint, TenantUsageHour
+from metrics.queries.advisor import Candidate, advise
 from metrics.selectors import busiest_tenants, tenant_hours, this_hour
 from tenants.admin import AllTenantsAdmin
 from tenants.models import Tenant
@@ -37,7 +38,7 @@ class QueryFingerprintAdmin(admin.ModelAdmin):
     fields = (
         "fingerprint", "sql", "calls", "total_ms", "mean_ms_shown", "max_ms", "slow_calls",
         "n_plus_one_runs", "n_plus_one_max", "n_plus_one_at", "routes", "top_tenants",
-        "plan_shown", "plan_at", "sample_params", "first_seen", "last_seen",
+        "plan_shown", "plan_at", "index_advice", "sample_params", "first_seen", "last_seen",
     )  # fmt: skip
     readonly_fields = fields
     actions = None
@@ -69,6 +70,32 @@ class QueryFingerprintAdmin(admin.ModelAdmin):
         if row.plan is None:
             return "-"
         return format_html("<pre>{}</pre>", json.dumps(row.plan, indent=2))
+
+    @admin.display(description="Index advice")
+    def index_advice(self, row: QueryFingerprint) -> str:
+        """The advisor on this statement alone (``top=0``: not pg_stat_statements' others), read
+        only and in one session, as ``manage.py recommend_indexes --query`` would run it."""
+        if not row.sql.startswith("SELECT"):
+            return "Only SELECT statements are advised on."
+        report = advise(top=0, extra_sql=[Candidate(row.sql, row.calls, row.total_ms, "monitor")])
+        notices = format_html_join("", "<p>{}</p>", ((notice,) for notice in report.notices))
+        if not report.proposals:
+            reasons = ", ".join(skipped["reason"] for skipped in report.skipped) or "none given"
+            return format_html("{}<p>No index proposal ({}).</p>", notices, reasons)
+        proposals = format_html_join(
+            "",
+            "<p><code>{}</code><br>{}; plan cost {} &rarr; {}</p>",
+            (
+                (
+                    proposal.statement,
+                    "verified by HypoPG" if proposal.verified else proposal.unverified_reason,
+                    f"{proposal.before_cost:,.2f}" if proposal.before_cost is not None else "-",
+                    f"{proposal.after_cost:,.2f}" if proposal.after_cost is not None else "-",
+                )
+                for proposal in report.proposals
+            ),
+        )
+        return format_html("{}{}", notices, proposals)
 
 
 def _chart(values: list[float], stacked: list[float] | None = None) -> list[dict]:

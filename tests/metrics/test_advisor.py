@@ -311,6 +311,20 @@ def test_a_query_that_cannot_be_planned_is_reported_unverified_not_an_error(orde
     assert "could not determine data type of parameter $2" in proposal["unverified_reason"]
 
 
+@pytest.mark.postgres
+def test_a_fingerprints_admin_page_shows_the_advisors_proposal_for_it(orders, admin_client):
+    """The advisor runs inside the admin's own transaction (a savepoint): read-only all the same,
+    and the page shows the verified proposal with its costs."""
+    row = QueryFingerprint.objects.create(
+        fingerprint="e" * 16, sql=ORDERS_SQL, calls=5, total_ms=800.0
+    )
+    page = admin_client.get(f"/admin/metrics/queryfingerprint/{row.pk}/change/")
+    body = page.content.decode()
+    assert page.status_code == 200
+    assert "advisor_orders_tena_b7476f_adv" in body and "verified by HypoPG" in body
+    assert QueryFingerprint.objects.filter(pk=row.pk).exists()  # the page's transaction is intact
+
+
 FILES_SQL = (
     'SELECT "storage_storedfile"."id", "storage_storedfile"."key" FROM "storage_storedfile" '
     'WHERE ("storage_storedfile"."sha256" = %s AND "storage_storedfile"."tenant_id" = %s)'
