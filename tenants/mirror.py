@@ -8,9 +8,13 @@ that drop resolutions, ``tenant_cache_invalidate``), which writes Redis first an
 the changed keys on ``<KEY_PREFIX>:mirror``; every process subscribes and drops its copies.
 
 Invariant (as fresh as reading Redis on each request): before a request uses a copy, the process
-drains its subscription without blocking (one ``poll`` of a socket, no round trip). Redis delivers
-a published message to every subscriber before the publisher has its answer, so a change whose
-publish returned is seen by the next request of every process, as a read of Redis would see it.
+drains its subscription without blocking (one ``poll`` of a socket, no round trip). Redis writes the
+reply to a ``PUBLISH`` and the subscribers' copies of the message in the same pass of its event loop,
+the publisher's first: so the publisher follows it with a ``PING`` (one more round trip, on writes
+only), answered in a later pass, after every copy was written to its subscriber's socket. A change
+whose ``changed`` returned is then seen by the next request of every process, as a read of Redis
+would see it (unless a subscriber's socket buffer was full: a subscriber that far behind is being
+read by nobody).
 A copy is also never kept longer than ``GLOBAL_MIRROR_SECONDS`` (a safety net for a writer that
 bypassed ``global_changed``, such as a hand-made ``DEL``), and a value read from Redis is not kept
 when an invalidation arrived while it was being read (threads).
@@ -186,7 +190,9 @@ class GlobalMirror:
         if not keys or _redis_location() is None:
             return
         try:
-            get_redis_connection(GLOBAL_ALIAS).publish(self.channel, "\n".join(keys))
+            redis = get_redis_connection(GLOBAL_ALIAS)
+            redis.publish(self.channel, "\n".join(keys))
+            redis.ping()  # answered after the copies reach the subscribers' sockets (see above)
         except (RedisError, OSError) as error:
             logger.warning(
                 "Global mirror: could not announce %d changed keys (%s); other processes keep "
