@@ -40,13 +40,10 @@ from tenants.http import (
     exception_response,
     internal_error_response,
 )
+from tenants.params import ASCII_INT, bounded_int
 
 logger = logging.getLogger(__name__)
 
-
-#: What a number in a query parameter or a header may look like: ASCII digits, not ``str.isdigit``
-#: (which accepts superscripts and other scripts' digits that ``int()`` then refuses).
-_ASCII_INT = re.compile(r"[0-9]{1,18}")
 
 #: A cursor, as the schema states it (its ``pattern``): the direction (``n``: the page after the
 #: position, ``p``: the page before it), the position (an id; none: from the start), and the offset
@@ -84,15 +81,13 @@ class ApiCursorPagination(CursorPagination):
     )
 
     def get_page_size(self, request):
-        raw = request.query_params.get(self.page_size_query_param)
-        valid = raw is None or (
-            _ASCII_INT.fullmatch(raw) is not None and 1 <= int(raw) <= self.max_page_size
+        # the bounds the schema states: a larger page is refused, not cut short
+        return bounded_int(
+            request.query_params,
+            self.page_size_query_param,
+            default=self.page_size,
+            top=self.max_page_size,
         )
-        if not valid:  # the bounds the schema states: a larger page is refused, not cut short
-            raise exceptions.ValidationError(
-                {"limit": [f"Must be an integer from 1 to {self.max_page_size}."]}
-            )
-        return super().get_page_size(request)
 
     def get_schema_operation_parameters(self, view):
         parameters = super().get_schema_operation_parameters(view)
@@ -210,7 +205,7 @@ class ApiErrorMiddleware(MiddlewareMixin):
         if not _is_api(request):
             return None
         length = request.META.get("CONTENT_LENGTH") or "0"
-        if not _ASCII_INT.fullmatch(length):
+        if not ASCII_INT.fullmatch(length):
             answer = error_answer(400, "bad_request", "The Content-Length header is malformed.")
             return _rejected(request, answer).response()
         limit = (

@@ -18,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 from metrics.models import QueryFingerprint, TenantUsageHour
 from metrics.queries.advisor import Candidate, advise
 from metrics.selectors import busiest_tenants, tenant_hours, this_hour
-from tenants.admin import AllTenantsAdmin
+from tenants.admin import AllTenantsAdmin, ReadOnlyAdmin
 from tenants.models import Tenant
 
 #: The usage charts: hours shown, and the size of a bar in pixels.
@@ -120,7 +120,7 @@ def _chart(values: list[float], stacked: list[float] | None = None) -> list[dict
 
 
 @admin.register(TenantUsageHour)
-class TenantUsageHourAdmin(AllTenantsAdmin):
+class TenantUsageHourAdmin(AllTenantsAdmin, ReadOnlyAdmin):
     """Hourly usage rows (read only), the busiest tenants, and a page per tenant."""
 
     list_display = ("tenant", "hour", "requests", "errors_4xx", "errors_5xx", "rejected", "jobs")
@@ -128,17 +128,7 @@ class TenantUsageHourAdmin(AllTenantsAdmin):
     list_select_related = ("tenant",)
     ordering = ("-hour", "-requests")
     show_full_result_count = False
-    actions = None
     change_list_template = "admin/metrics/tenantusagehour/change_list.html"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -175,7 +165,7 @@ class TenantUsageHourAdmin(AllTenantsAdmin):
         if tenant is None:
             raise Http404
         hours = tenant_hours(tenant.pk, hours=CHART_HOURS)
-        errors = [row.errors_4xx + row.errors_5xx for row in hours]
+        errors = [row.errors for row in hours]
         p95 = [row.latency_percentile(0.95) or 0.0 for row in hours]
         context = {
             **self.admin_site.each_context(request),

@@ -12,7 +12,6 @@ tenant's own usage metrics (``/api/v1/usage/metrics``), the busiest tenants for 
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
@@ -29,8 +28,8 @@ from rest_framework.views import APIView
 from metrics.models import QueryFingerprint, TenantUsageDay, TenantUsageHour
 from metrics.queries.monitor import store
 from metrics.selectors import ORDERINGS, busiest_tenants, this_hour
+from tenants.params import bounded_int, flag
 
-_LIMIT = re.compile(r"[0-9]{1,3}")
 MAX_LIMIT = 200
 ADVISOR_EXTENSIONS = ("pg_stat_statements", "hypopg")
 
@@ -52,20 +51,6 @@ class FingerprintWithPlanSerializer(FingerprintSerializer):
         fields = [*FingerprintSerializer.Meta.fields, "plan", "plan_at"]
 
 
-def _bounded(request, name: str, default: int, top: int) -> int:
-    raw = request.query_params.get(name, str(default))
-    if not _LIMIT.fullmatch(raw) or not 1 <= int(raw) <= top:
-        raise ValidationError({name: [f"Must be an integer from 1 to {top}."]})
-    return int(raw)
-
-
-def _flag(request, name: str) -> bool:
-    raw = request.query_params.get(name, "false")
-    if raw not in ("true", "false"):
-        raise ValidationError({name: ["true or false."]})
-    return raw == "true"
-
-
 class QueryMetricsView(APIView):
     permission_classes = [IsAdminUser]
 
@@ -78,12 +63,14 @@ class QueryMetricsView(APIView):
         responses=FingerprintWithPlanSerializer(many=True),
     )
     def get(self, request):
-        limit = _bounded(request, "limit", 50, MAX_LIMIT)
+        limit = bounded_int(request.query_params, "limit", default=50, top=MAX_LIMIT)
         rows = QueryFingerprint.objects.order_by("-total_ms")
-        if _flag(request, "slowOnly"):
+        if flag(request.query_params, "slowOnly"):
             rows = rows.filter(max_ms__gte=settings.SLOW_QUERY_MS)
         serializer = (
-            FingerprintWithPlanSerializer if _flag(request, "plans") else (FingerprintSerializer)
+            FingerprintWithPlanSerializer
+            if flag(request.query_params, "plans")
+            else FingerprintSerializer
         )
         return Response(
             {
@@ -154,8 +141,8 @@ class UsagePeriodSerializer(serializers.Serializer):
                 **{name: getattr(row, name) for name in (
                     "requests", "errors_4xx", "errors_5xx", "rejected", "bytes_in",
                     "bytes_out", "jobs", "cache_hits", "cache_misses", "cache_hit_rate",
+                    "latency_mean_ms",
                 )},
-                "latency_mean_ms": row.latency_ms_total / row.requests if row.requests else None,
                 "latency_p50_ms": row.latency_percentile(0.5),
                 "latency_p95_ms": row.latency_percentile(0.95),
                 "latency_p99_ms": row.latency_percentile(0.99),
@@ -193,7 +180,7 @@ class TenantTopSerializer(serializers.Serializer):
     tenant_id = serializers.IntegerField()
     slug = serializers.CharField()
     requests = serializers.IntegerField(source="figures.requests")
-    errors = serializers.IntegerField()
+    errors = serializers.IntegerField(source="figures.errors")
     rejected = serializers.IntegerField(source="figures.rejected")
     bytes_in = serializers.IntegerField(source="figures.bytes_in")
     bytes_out = serializers.IntegerField(source="figures.bytes_out")
@@ -219,8 +206,8 @@ class TenantsTopView(APIView):
         responses=TenantTopSerializer(many=True),
     )
     def get(self, request):
-        hours = _bounded(request, "hours", 24, 168)
-        limit = _bounded(request, "limit", 10, 100)
+        hours = bounded_int(request.query_params, "hours", default=24, top=168)
+        limit = bounded_int(request.query_params, "limit", default=10, top=100)
         by = request.query_params.get("by", "requests")
         if by not in ORDERINGS:
             raise ValidationError({"by": [f"One of {', '.join(sorted(ORDERINGS))}."]})

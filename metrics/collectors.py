@@ -87,11 +87,9 @@ def _top_tenants() -> list[GaugeMetricFamily]:
     )
     for row in top:
         requests.add_metric([row.slug], row.figures.requests)
-        errors.add_metric([row.slug], row.errors)
+        errors.add_metric([row.slug], row.figures.errors)
     requests.add_metric(["other"], totals.requests - sum(row.figures.requests for row in top))
-    errors.add_metric(
-        ["other"], totals.errors_4xx + totals.errors_5xx - sum(row.errors for row in top)
-    )
+    errors.add_metric(["other"], totals.errors - sum(row.figures.errors for row in top))
     return [requests, errors]
 
 

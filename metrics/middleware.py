@@ -8,10 +8,9 @@ its cost is stated there).
 
 Cost per request: a clock read, then after the answer one counter and one histogram update (each
 an add to this process's memory-mapped file under prometheus_client's lock: no system call, no
-round trip), and for a tenant's request a dict update in the per-tenant usage table (``metrics.usage``: flushed by a
-thread, no round trip). The
-plan comes from the request's resolved tenant; when its plan is not loaded the label is
-``unknown`` (never a query to find it).
+round trip), and for a tenant's request a dict update in the per-tenant usage table
+(``metrics.usage``: flushed by a thread, no round trip). The plan comes from the request's
+resolved tenant; when its plan is not loaded the label is ``unknown`` (never a query to find it).
 """
 
 from __future__ import annotations

@@ -78,6 +78,14 @@ class TenantUsageFigures(TenantScopedModel):
         abstract = True
 
     @property
+    def errors(self) -> int:
+        return self.errors_4xx + self.errors_5xx
+
+    @property
+    def latency_mean_ms(self) -> float | None:
+        return self.latency_ms_total / self.requests if self.requests else None
+
+    @property
     def cache_hit_rate(self) -> float | None:
         looked_up = self.cache_hits + self.cache_misses
         return self.cache_hits / looked_up if looked_up else None

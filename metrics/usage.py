@@ -71,20 +71,24 @@ class UsageTable:
     def take(self) -> dict[tuple[int, int], Counter]:
         """This process's rows, and the tenant cache's growth since the last take, emptied."""
         counters = cache_counters()
+        hour = int(time.time() // 3600)
+        lookups = Counter()
         with self._lock:
             for tenant_id, counts in counters.items():
                 seen = self._cache_seen.get(tenant_id, {})
-                grown = {
-                    f"cache_{outcome}": counts[outcome] - seen.get(outcome, 0)
-                    for outcome in ("hits", "misses")
-                }
-                instruments.cache_lookups.labels("hit").inc(grown["cache_hits"])
-                instruments.cache_lookups.labels("miss").inc(grown["cache_misses"])
+                grown = Counter(
+                    {
+                        f"cache_{outcome}": counts[outcome] - seen.get(outcome, 0)
+                        for outcome in ("hits", "misses")
+                    }
+                )
                 if any(grown.values()):
-                    hour = int(time.time() // 3600)
                     self._rows.setdefault((tenant_id, hour), Counter()).update(grown)
+                    lookups.update(grown)
             self._cache_seen = counters
             rows, self._rows = self._rows, {}
+        instruments.cache_lookups.labels("hit").inc(lookups["cache_hits"])
+        instruments.cache_lookups.labels("miss").inc(lookups["cache_misses"])
         return rows
 
     def flush(self) -> int:

@@ -49,8 +49,9 @@ from storage.models import (
     of_type,
 )
 from storage.transfer import file_storages
-from tenants.admin import AllTenantsAdmin, CappedCountPaginator
+from tenants.admin import AllTenantsAdmin, CappedCountPaginator, ReadOnlyAdmin
 from tenants.models import Tenant
+from tenants.params import ASCII_INT
 
 #: Tenants per page of the usage page.
 USAGE_PER_PAGE = 100
@@ -125,22 +126,6 @@ class DeletedFilter(admin.SimpleListFilter):
         return queryset
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """View only: no add, change or delete for anyone (the rows are written by the API and the
-    storage commands and jobs only)."""
-
-    actions = None
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-
 @admin.register(StoredFile)
 class StoredFileAdmin(AllTenantsAdmin, ReadOnlyAdmin):
     """Stored files, view only (module docstring): no add, no change, no delete, no actions.
@@ -195,7 +180,7 @@ class StoredFileAdmin(AllTenantsAdmin, ReadOnlyAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        if term.isdigit():
+        if ASCII_INT.fullmatch(term):
             return queryset.filter(pk=int(term)), False
         key = KEY_TERM.match(term)
         if key:
@@ -462,7 +447,11 @@ class MigrationFilter(admin.SimpleListFilter):
 
     def queryset(self, request, queryset):
         value = self.value()
-        return queryset.filter(migration_id=int(value)) if value and value.isdigit() else queryset
+        return (
+            queryset.filter(migration_id=int(value))
+            if value and ASCII_INT.fullmatch(value)
+            else queryset
+        )
 
 
 @admin.register(MigrationItem)
@@ -504,7 +493,9 @@ class MigrationItemAdmin(AllTenantsAdmin, ReadOnlyAdmin):
         term = search_term.strip()
         if not term:
             return queryset, False
-        return queryset.filter(file_id=int(term)) if term.isdigit() else queryset.none(), False
+        return queryset.filter(file_id=int(term)) if ASCII_INT.fullmatch(
+            term
+        ) else queryset.none(), False
 
     @admin.display(description="Migration", ordering="migration_id")
     def migration_shown(self, item: MigrationItem) -> SafeString:

@@ -111,6 +111,22 @@ class AllTenantsAdmin(admin.ModelAdmin):
         return (*readonly, "tenant") if obj is not None else readonly
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """View only: no add, change or delete for anyone (rows that only the code writes: the
+    storage commands and jobs, the metrics flushes)."""
+
+    actions = None
+
+    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+
 @admin.register(Plan)
 class PlanAdmin(admin.ModelAdmin):
     list_display = ("code", "name", *LIMIT_NAMES)

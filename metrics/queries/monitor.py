@@ -1,6 +1,7 @@
 """The query monitor: what SQL a sample of requests and jobs run, slow queries and N+1s.
 
-A monitored unit (a request: ``QueryMonitorMiddleware``; a job: the ``queues`` job signals) runs
+A monitored unit (a request: ``metrics.middleware.MetricsMiddleware``; a job: the ``queues`` job
+signals: ``metrics.jobs``) runs
 with ``connection.execute_wrapper(observe)`` on every database alias (Django's documented hook).
 For each statement the wrapper times the call; in a sampled unit (``QUERY_MONITOR_SAMPLE_RATE``)
 it also fingerprints it (``metrics.queries.fingerprint``, cached per statement) and counts it per
@@ -17,7 +18,8 @@ every unit. At the end of a unit:
   ``QUERY_MONITOR_STORE_PARAMS``) is logged and kept on its fingerprint.
 
 Parameters never leave the process unless ``QUERY_MONITOR_STORE_PARAMS`` is on; a slow query's
-parameters are held in memory until its ``EXPLAIN`` has run. Cost: bench/queries.py.
+parameters are held in memory until its ``EXPLAIN`` has run. Cost: bench/metrics.py and
+bench/metrics_inprocess.py (figures in docs/PERFORMANCE.md).
 """
 
 from __future__ import annotations
@@ -67,6 +69,11 @@ class Seen:
     n_plus_one_max: int = 0
     routes: Counter = field(default_factory=Counter)
     tenants: Counter = field(default_factory=Counter)
+
+    @property
+    def n_plus_one(self) -> bool:
+        """An N+1 in its unit: the callsite is read when the count reaches the threshold."""
+        return self.calls >= settings.QUERY_MONITOR_N_PLUS_ONE and bool(self.callsite)
 
 
 @dataclass
@@ -179,14 +186,14 @@ class Store:
                 total.slow_calls += seen.slow_calls
                 total.routes[unit.label] += seen.calls
                 total.tenants.update(seen.tenants)
-                if seen.calls >= settings.QUERY_MONITOR_N_PLUS_ONE and seen.callsite:
+                if seen.n_plus_one:
                     total.n_plus_one_runs += 1
                     total.n_plus_one_max = max(total.n_plus_one_max, seen.calls)
                     total.callsite = seen.callsite
         for key, seen in unit.seen.items():
             if seen.slow_calls:
                 instruments.slow_queries.labels(unit.label).inc(seen.slow_calls)
-            if seen.calls >= settings.QUERY_MONITOR_N_PLUS_ONE and seen.callsite:
+            if seen.n_plus_one:
                 instruments.n_plus_ones.labels(unit.label).inc()
                 logger.warning(
                     "N+1 query",

@@ -235,6 +235,10 @@ def test_file_search_and_filters(admin_client):
     assert listed(storage="s3") == {photo.pk}
     assert listed(deleted="yes") == {deleted.pk}
     assert listed(deleted="no") == {invoice.pk, photo.pk, elsewhere.pk}
+    # digits that are not ASCII (int() refuses them) and ids past bigint are a name search, not a 500
+    assert listed(q="²") == set() and listed(q="9" * 30) == set()
+    for params in ({"q": "²"}, {"q": "9" * 30}, {"migration": "²"}):
+        assert admin_client.get(_url("migrationitem"), params).status_code == 200
 
 
 def test_the_files_changelist_does_not_count_the_table_or_grow_its_queries(
